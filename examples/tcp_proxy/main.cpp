@@ -1,0 +1,74 @@
+// podproxy-tcp: the shortest useful podproxy program, a TCP proxy from a port to an upstream.
+//
+//   podproxy-tcp --listen 127.0.0.1:9000 --upstream 127.0.0.1:8080 [--relay splice|buffered]
+//   podproxy-tcp --listen 0.0.0.0:15006 --policy pod-ip       (behind an iptables REDIRECT rule)
+#include <podproxy/podproxy.hpp>
+
+#include <CLI/CLI.hpp>
+#include <asio/io_context.hpp>
+#include <asio/signal_set.hpp>
+
+#include <iostream>
+#include <string>
+
+namespace {
+
+asio::ip::tcp::endpoint parse_endpoint(const std::string& text) {
+  const auto colon = text.rfind(':');
+  if (colon == std::string::npos) throw CLI::ValidationError(text, "expected HOST:PORT");
+  std::string host = text.substr(0, colon);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  std::error_code ec;
+  const auto address = asio::ip::make_address(host, ec);
+  if (ec) throw CLI::ValidationError(text, "'" + host + "' is not an IP address");
+  const auto port = std::stoul(text.substr(colon + 1));
+  if (port > 65535) throw CLI::ValidationError(text, "port out of range");
+  return {address, static_cast<unsigned short>(port)};
+}
+
+template <class Policy, class Relay>
+int serve(const asio::ip::tcp::endpoint& listen, Policy policy, Relay relay) {
+  asio::io_context io;
+  podproxy::Proxy proxy(podproxy::Acceptor<>(io.get_executor(), {.endpoint = listen}), std::move(policy),
+                        std::move(relay));
+  proxy.start();
+  std::cout << "listening on " << proxy.local_endpoint() << std::endl;
+  asio::signal_set signals(io, SIGINT, SIGTERM);
+  signals.async_wait([&](std::error_code, int) { proxy.stop(std::chrono::seconds(5)); });
+  io.run();
+  return 0;
+}
+
+template <class Policy>
+int with_relay(const std::string& relay, const asio::ip::tcp::endpoint& listen, Policy policy) {
+  if (relay == "buffered") return serve(listen, std::move(policy), podproxy::BufferedRelay{});
+  return serve(listen, std::move(policy), podproxy::SpliceRelay{});
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"podproxy-tcp: a TCP proxy built from podproxy's parts"};
+  std::string listen = "127.0.0.1:9000", upstream, policy = "fixed", relay = "splice";
+  app.add_option("--listen", listen, "HOST:PORT to accept on")->capture_default_str();
+  app.add_option("--upstream", upstream, "HOST:PORT to dial (policy fixed)");
+  app.add_option("--policy", policy, "fixed, loopback (Istio <= 1.9) or pod-ip (Istio >= 1.10)")
+      ->check(CLI::IsMember({"fixed", "loopback", "pod-ip"}))->capture_default_str();
+  app.add_option("--relay", relay, "splice or buffered")->check(CLI::IsMember({"splice", "buffered"}))
+      ->capture_default_str();
+  try {
+    app.parse(argc, argv);
+    const auto listen_at = parse_endpoint(listen);
+    if (policy == "fixed") {
+      if (upstream.empty()) throw CLI::RequiredError("--upstream (policy fixed)");
+      return with_relay(relay, listen_at, podproxy::FixedPolicy{{.endpoint = parse_endpoint(upstream)}});
+    }
+    if (policy == "loopback") return with_relay(relay, listen_at, podproxy::LoopbackPolicy{});
+    return with_relay(relay, listen_at, podproxy::PodIpPolicy{});
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e) == 0 ? 0 : 2;
+  } catch (const std::system_error& e) {
+    std::cerr << "podproxy-tcp: " << e.what() << '\n';
+    return 1;
+  }
+}

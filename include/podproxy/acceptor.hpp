@@ -1,0 +1,191 @@
+// Acceptor: a TCP listener whose accept loop hands each connection over with its original destination.
+#pragma once
+
+#include <podproxy/concepts/destination_source.hpp>
+#include <podproxy/downstream.hpp>
+#include <podproxy/original_dst.hpp>
+
+#include <asio/awaitable.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/ip/tcp.hpp>
+#include <asio/ip/v6_only.hpp>
+#include <asio/post.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/strand.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <system_error>
+#include <utility>
+
+namespace podproxy {
+
+/// How to listen.
+struct AcceptorOptions {
+  asio::ip::tcp::endpoint endpoint{asio::ip::address_v4::loopback(), 0};
+  /// SO_REUSEPORT: several acceptors (one per thread and io_context) share the port; the kernel spreads
+  /// connections among them.
+  bool reuse_port = false;
+  /// IP_TRANSPARENT (IPV6_TRANSPARENT): accept connections TPROXY steers here for addresses that are not
+  /// local. Needs CAP_NET_ADMIN.
+  bool transparent = false;
+  /// IPV6_V6ONLY for an IPv6 endpoint: false (the default) also accepts IPv4 clients as v4-mapped.
+  bool v6_only = false;
+  int backlog = asio::socket_base::max_listen_connections;
+  /// How long the accept loop pauses after EMFILE, ENFILE, ENOBUFS or ENOMEM before it tries again. The
+  /// pending connections wait in the kernel's backlog meanwhile.
+  std::chrono::milliseconds overload_backoff{100};
+};
+
+/// A connection the acceptor accepted, with what a policy needs to know about it.
+struct AcceptedConnection {
+  asio::ip::tcp::socket socket;
+  Downstream downstream;
+};
+
+/// A listening socket and its accept loop. `Source` decides how the original destination is learnt:
+/// RedirectedOrLocal (SO_ORIGINAL_DST, the default, right for REDIRECT capture and harmless elsewhere)
+/// or LocalAddress (TPROXY and plain listeners).
+///
+/// Thread safety: `run` is a coroutine meant to run on one strand (or a one-threaded io_context); `close`
+/// may be called from any thread. Each accepted socket gets its own strand on the acceptor's executor, so
+/// connections may run on several threads of one io_context.
+template <concepts::DestinationSource Source = RedirectedOrLocal>
+class Acceptor {
+ public:
+  using executor_type = asio::any_io_executor;
+
+  /// Opens, configures, binds and listens. Throws std::system_error naming the endpoint when any step
+  /// fails (a configuration error: address in use, not permitted, not local).
+  Acceptor(executor_type executor, AcceptorOptions options, Source source = {})
+      : executor_(std::move(executor)),
+        strand_(asio::make_strand(executor_)),
+        acceptor_(strand_),
+        options_(std::move(options)),
+        source_(std::move(source)) {
+    open();
+  }
+
+  /// Movable until `run` or `close` is first called (both refer to this object afterwards).
+  Acceptor(Acceptor&&) noexcept = default;
+  Acceptor& operator=(Acceptor&&) noexcept = default;
+
+  /// The bound address (with the kernel's port when the options asked for port 0).
+  [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return local_; }
+  [[nodiscard]] const AcceptorOptions& options() const noexcept { return options_; }
+  [[nodiscard]] executor_type get_executor() const { return strand_; }
+
+  /// Accept failures from running out of descriptors or memory (each followed by a back-off).
+  [[nodiscard]] std::uint64_t overloads() const noexcept { return overloads_->load(std::memory_order_relaxed); }
+
+  /// Accepts until `close()`. Calls `on_connection(AcceptedConnection&&)` on the acceptor's strand for
+  /// each connection; the handler must not block (it typically co_spawns the connection's coroutine onto
+  /// the socket's own executor). Runs on this acceptor's strand: co_spawn it onto get_executor().
+  template <class Handler>
+  asio::awaitable<void> run(Handler on_connection) {
+    using asio::experimental::as_tuple;
+    asio::steady_timer backoff(strand_);
+    while (acceptor_.is_open()) {
+      auto connection_strand = asio::make_strand(executor_);
+      auto [ec, socket] = co_await acceptor_.async_accept(connection_strand, as_tuple(asio::use_awaitable));
+      if (!ec) {
+        if (auto connection = describe(std::move(socket))) {
+          on_connection(std::move(*connection));
+        }
+        continue;
+      }
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
+        break;
+      }
+      if (is_overload(ec)) {
+        overloads_->fetch_add(1, std::memory_order_relaxed);
+        backoff.expires_after(options_.overload_backoff);
+        auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
+        (void)wait_ec;
+      }
+      // Anything else (ECONNABORTED: the client gave up while queued, EPERM from a firewall hook, ...)
+      // concerns one connection only: accept the next.
+    }
+  }
+
+  /// Stops accepting: the pending accept completes with operation_aborted and `run` returns. Idempotent;
+  /// may be called from any thread.
+  void close() {
+    asio::post(strand_, [this] {
+      std::error_code ignored;
+      acceptor_.close(ignored);
+    });
+  }
+
+  /// Whether `ec` is an accept failure from resource exhaustion (back off instead of retrying at once).
+  [[nodiscard]] static bool is_overload(const std::error_code& ec) noexcept {
+    return ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
+           ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory;
+  }
+
+ private:
+  void open() {
+    const auto& ep = options_.endpoint;
+    const auto fail = [&](std::error_code ec, const char* what) {
+      throw std::system_error(ec, std::string("listen on ") + endpoint_text(ep) + ": " + what);
+    };
+    std::error_code ec;
+    acceptor_.open(ep.protocol(), ec);
+    if (ec) fail(ec, "socket");
+    acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (ec) fail(ec, "SO_REUSEADDR");
+    const int fd = acceptor_.native_handle();
+    const int one = 1;
+    if (options_.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
+      fail({errno, std::system_category()}, "SO_REUSEPORT");
+    }
+    if (ep.address().is_v6()) {
+      acceptor_.set_option(asio::ip::v6_only(options_.v6_only), ec);
+      if (ec) fail(ec, "IPV6_V6ONLY");
+    }
+    if (options_.transparent) {
+      const int rc = ep.address().is_v6() ? ::setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one)
+                                          : ::setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+      if (rc != 0) fail({errno, std::system_category()}, "IP_TRANSPARENT");
+    }
+    acceptor_.bind(ep, ec);
+    if (ec) fail(ec, "bind");
+    acceptor_.listen(options_.backlog, ec);
+    if (ec) fail(ec, "listen");
+    local_ = acceptor_.local_endpoint();
+  }
+
+  std::optional<AcceptedConnection> describe(asio::ip::tcp::socket socket) {
+    std::error_code ec;
+    const auto peer = socket.remote_endpoint(ec);
+    if (ec) return std::nullopt;  // reset while queued: nothing to serve
+    const auto local = socket.local_endpoint(ec);
+    if (ec) return std::nullopt;
+    const auto original = source_.original_destination(socket, local);
+    return AcceptedConnection{std::move(socket), Downstream{peer, local, original}};
+  }
+
+  static std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
+    const auto address = ep.address().to_string();
+    return (ep.address().is_v6() ? "[" + address + "]" : address) + ":" + std::to_string(ep.port());
+  }
+
+  executor_type executor_;
+  asio::strand<executor_type> strand_;
+  asio::ip::tcp::acceptor acceptor_;
+  AcceptorOptions options_;
+  Source source_;
+  asio::ip::tcp::endpoint local_{};
+  // Heap-held so that Acceptor stays movable.
+  std::unique_ptr<std::atomic<std::uint64_t>> overloads_ = std::make_unique<std::atomic<std::uint64_t>>(0);
+};
+
+}  // namespace podproxy

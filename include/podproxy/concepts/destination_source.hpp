@@ -1,0 +1,18 @@
+// concepts::DestinationSource: how an acceptor learns a connection's original destination.
+#pragma once
+
+#include <asio/ip/tcp.hpp>
+
+#include <concepts>
+
+namespace podproxy::concepts {
+
+/// Given an accepted socket and its local address, names the address the client dialed. Models:
+/// RedirectedOrLocal (SO_ORIGINAL_DST, for REDIRECT capture) and LocalAddress (TPROXY, plain listeners).
+template <class S>
+concept DestinationSource = std::copy_constructible<S> &&
+    requires(const S& source, asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& local) {
+      { source.original_destination(socket, local) } -> std::same_as<asio::ip::tcp::endpoint>;
+    };
+
+}  // namespace podproxy::concepts

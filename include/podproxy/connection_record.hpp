@@ -1,0 +1,80 @@
+// ConnectionRecord: what an access log needs about one finished connection.
+#pragma once
+
+#include <podproxy/downstream.hpp>
+#include <podproxy/upstream_target.hpp>
+#include <podproxy/relay/relay_result.hpp>
+
+#include <asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string_view>
+#include <system_error>
+
+namespace podproxy {
+
+/// How a connection ended, from the proxy's point of view.
+enum class ConnectionEnd {
+  completed,                ///< relayed until both sides finished
+  refused_by_policy,        ///< the policy returned no upstream
+  loop_refused,             ///< the upstream would have been this proxy's own listener
+  upstream_connect_failed,  ///< refused, unreachable, source bind failed: the client was reset
+  upstream_connect_timeout, ///< no answer within the connect timeout: the client was reset
+  downstream_reset,         ///< the client reset during the relay
+  upstream_reset,           ///< the upstream reset during the relay
+  idle_timeout,             ///< closed after the idle timeout
+  drained,                  ///< cut because the drain deadline passed
+};
+
+[[nodiscard]] constexpr std::string_view to_string(ConnectionEnd end) noexcept {
+  switch (end) {
+    case ConnectionEnd::completed: return "completed";
+    case ConnectionEnd::refused_by_policy: return "refused_by_policy";
+    case ConnectionEnd::loop_refused: return "loop_refused";
+    case ConnectionEnd::upstream_connect_failed: return "upstream_connect_failed";
+    case ConnectionEnd::upstream_connect_timeout: return "upstream_connect_timeout";
+    case ConnectionEnd::downstream_reset: return "downstream_reset";
+    case ConnectionEnd::upstream_reset: return "upstream_reset";
+    case ConnectionEnd::idle_timeout: return "idle_timeout";
+    case ConnectionEnd::drained: return "drained";
+  }
+  return "unknown";
+}
+
+/// Envoy-style response flags for an access log ("-" when none): UF upstream connection failure, UT
+/// upstream connect timeout, NR no route (refused by the policy or the loop guard), UR upstream remote
+/// reset, DR downstream remote reset, SI idle timeout, DT cut at the drain deadline.
+[[nodiscard]] constexpr std::string_view response_flags(ConnectionEnd end) noexcept {
+  switch (end) {
+    case ConnectionEnd::completed: return "-";
+    case ConnectionEnd::refused_by_policy: return "NR";
+    case ConnectionEnd::loop_refused: return "NR";
+    case ConnectionEnd::upstream_connect_failed: return "UF";
+    case ConnectionEnd::upstream_connect_timeout: return "UT";
+    case ConnectionEnd::downstream_reset: return "DR";
+    case ConnectionEnd::upstream_reset: return "UR";
+    case ConnectionEnd::idle_timeout: return "SI";
+    case ConnectionEnd::drained: return "DT";
+  }
+  return "-";
+}
+
+/// One finished connection. Handed to ProxyOptions::on_complete on the connection's strand.
+struct ConnectionRecord {
+  Downstream downstream;
+  /// What the policy chose; empty when it refused.
+  std::optional<UpstreamTarget> upstream{};
+  /// The upstream socket's local address once connected (shows the source bind at work).
+  std::optional<asio::ip::tcp::endpoint> upstream_local{};
+  std::uint64_t bytes_from_downstream = 0;
+  std::uint64_t bytes_from_upstream = 0;
+  std::chrono::system_clock::time_point start;
+  std::chrono::steady_clock::duration duration{};
+  ConnectionEnd end = ConnectionEnd::completed;
+  /// The upstream connect error for upstream_connect_failed (ECONNREFUSED, EADDRNOTAVAIL, ...).
+  std::error_code error{};
+};
+
+}  // namespace podproxy

@@ -1,0 +1,70 @@
+// original_destination(): where a REDIRECTed client meant to go (SO_ORIGINAL_DST), or the local address.
+#pragma once
+
+#include <asio/ip/tcp.hpp>
+
+#include <linux/netfilter_ipv4.h>      // SO_ORIGINAL_DST
+#include <linux/netfilter_ipv6/ip6_tables.h>  // IP6T_SO_ORIGINAL_DST
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <cstring>
+#include <optional>
+#include <system_error>
+
+namespace podproxy {
+
+/// The destination that netfilter's NAT rewrote for this connection (an iptables REDIRECT or DNAT rule),
+/// read with getsockopt(SOL_IP, SO_ORIGINAL_DST) or, for IPv6, getsockopt(SOL_IPV6,
+/// IP6T_SO_ORIGINAL_DST). std::nullopt when the connection was not NATed (ENOENT), or on any other error,
+/// which `ec` then holds.
+[[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
+    asio::ip::tcp::socket& socket, std::error_code& ec) {
+  ec.clear();
+  const int fd = socket.native_handle();
+  sockaddr_storage storage{};
+  socklen_t length = sizeof(storage);
+  const auto local = socket.local_endpoint(ec);
+  if (ec) return std::nullopt;
+  // A dual-stack listener hands IPv4 clients over as v4-mapped IPv6: their NAT entry is an IPv4 one.
+  const bool v6 = local.address().is_v6() && !local.address().to_v6().is_v4_mapped();
+  const int rc = v6 ? ::getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &storage, &length)
+                    : ::getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &storage, &length);
+  if (rc != 0) {
+    ec.assign(errno, std::system_category());
+    return std::nullopt;
+  }
+  asio::ip::tcp::endpoint endpoint;
+  if (length > endpoint.capacity()) {
+    ec = std::make_error_code(std::errc::message_size);
+    return std::nullopt;
+  }
+  std::memcpy(endpoint.data(), &storage, length);
+  endpoint.resize(length);
+  return endpoint;
+}
+
+/// Destination source for REDIRECT capture: SO_ORIGINAL_DST when netfilter rewrote the connection, the
+/// accepted socket's local address otherwise (a direct connection, or TPROXY, where the local address
+/// is what the client dialed).
+struct RedirectedOrLocal {
+  [[nodiscard]] asio::ip::tcp::endpoint original_destination(asio::ip::tcp::socket& socket,
+                                                             const asio::ip::tcp::endpoint& local) const {
+    std::error_code ec;
+    if (auto redirected = redirected_destination(socket, ec)) {
+      return *redirected;
+    }
+    return local;
+  }
+};
+
+/// Destination source for TPROXY capture and plain listeners: the accepted socket's local address.
+/// Saves the getsockopt of RedirectedOrLocal where no NAT rule can apply.
+struct LocalAddress {
+  [[nodiscard]] asio::ip::tcp::endpoint original_destination(asio::ip::tcp::socket& /*socket*/,
+                                                             const asio::ip::tcp::endpoint& local) const {
+    return local;
+  }
+};
+
+}  // namespace podproxy
