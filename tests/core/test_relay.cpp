@@ -37,7 +37,7 @@ TEMPLATE_TEST_CASE("relay: bytes arrive intact both ways at once, from 1 byte to
   const std::uint64_t size = GENERATE(1ULL, 1000ULL, 65'543ULL, (1ULL << 20) + 3, 64ULL << 20);
   if (!std::is_same_v<TestType, SpliceRelay> && !std::is_same_v<TestType, BufferedRelay> && size > (8ULL << 20)) return;  // the variants: up to 8 MiB
   // Each side sends its own stream while receiving the other's; each checks what it got.
-  std::atomic<bool> server_ok{false};
+  std::promise<bool> server_result;
   Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
     std::thread sender([&] {
       send_pattern(s, 2, size);
@@ -45,7 +45,7 @@ TEMPLATE_TEST_CASE("relay: bytes arrive intact both ways at once, from 1 byte to
     });
     const auto got = receive_all(s);
     sender.join();
-    server_ok = got == expected_checksum(1, size);
+    server_result.set_value(got == expected_checksum(1, size));
   });
   Records records;
   FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()});
@@ -62,7 +62,9 @@ TEMPLATE_TEST_CASE("relay: bytes arrive intact both ways at once, from 1 byte to
 
   const auto done = records.wait(1);
   REQUIRE(done.size() == 1);
-  CHECK(server_ok);
+  auto server_ok = server_result.get_future();
+  REQUIRE(server_ok.wait_for(60s) == std::future_status::ready);
+  CHECK(server_ok.get());
   CHECK(done[0].end == ConnectionEnd::completed);
   CHECK(done[0].bytes_from_downstream == size);
   CHECK(done[0].bytes_from_upstream == size);
@@ -228,6 +230,9 @@ TEMPLATE_TEST_CASE("relay: a connection idle for the idle timeout is closed; a b
     std::this_thread::sleep_for(100ms);
   }
   CHECK(proxy.stats().idle_timeout == 0);
+  busy.shutdown(tcp::socket::shutdown_send);
+  CHECK(read_to_end(busy).first.empty());  // and it ends normally
+  CHECK(records.wait(1).at(0).end == ConnectionEnd::completed);
 
   // Idle: closed (FIN, not reset) once a second passes without traffic.
   auto idle = connect_client(io, proxy.endpoint());
@@ -235,10 +240,10 @@ TEMPLATE_TEST_CASE("relay: a connection idle for the idle timeout is closed; a b
   const auto [text, ec] = read_to_end(idle);
   CHECK_FALSE(ec);
   CHECK(std::chrono::steady_clock::now() - started >= 900ms);
-  const auto done = records.wait(1);
-  REQUIRE(done.size() >= 1);
-  CHECK(done[0].end == ConnectionEnd::idle_timeout);
-  CHECK(response_flags(done[0].end) == "SI");
+  const auto done = records.wait(2);
+  REQUIRE(done.size() == 2);
+  CHECK(done[1].end == ConnectionEnd::idle_timeout);
+  CHECK(response_flags(done[1].end) == "SI");
   CHECK(proxy.stats().idle_timeout == 1);
 }
 
