@@ -114,20 +114,16 @@ inline std::vector<PortVerdict> verdicts(const std::vector<TcpListener>& listene
                          [&](const auto& l) { return accepts(l.address, dialled, dual_stack); });
     };
     PortVerdict v{.port = port, .listeners = on_port, .loopback = {}, .pod_ip = {}, .reason = {}};
-    std::vector<std::string> refused;
+    std::vector<std::string> refused_loopback, refused_pod_ip;  // the dials no listener accepts
     const auto judge = [&](const std::vector<asio::ip::address>& family_ips, const asio::ip::address& loopback,
                            std::optional<bool>& loopback_reach, std::optional<bool>& pod_reach) {
       if (family_ips.empty()) return;
       loopback_reach = reached(loopback);
-      if (!*loopback_reach) {
-        refused.push_back(fmt::format("the loopback policy dials {}", detail::endpoint_text(loopback, port)));
-      }
+      if (!*loopback_reach) refused_loopback.push_back(detail::endpoint_text(loopback, port));
       // Every pod IP of the family must answer: a Service may send traffic to any of them.
       pod_reach = std::all_of(family_ips.begin(), family_ips.end(), reached);
       for (const auto& ip : family_ips) {
-        if (!reached(ip)) {
-          refused.push_back(fmt::format("the pod-ip policy dials {}", detail::endpoint_text(ip, port)));
-        }
+        if (!reached(ip)) refused_pod_ip.push_back(detail::endpoint_text(ip, port));
       }
     };
     judge(pod_v4, asio::ip::address_v4::loopback(), v.loopback.v4, v.pod_ip.v4);
@@ -135,8 +131,16 @@ inline std::vector<PortVerdict> verdicts(const std::vector<TcpListener>& listene
 
     std::vector<std::string> binds;
     for (const auto& l : on_port) binds.push_back(describe_bind(l.address, pod_ips, dual_stack));
-    v.reason = "bound to " + detail::join(binds, " and ") + ": ";
-    v.reason += refused.empty() ? "both policies reach it" : detail::join(refused, " and ") + ", which no listener accepts";
+    std::vector<std::string> refused;
+    if (!refused_loopback.empty()) {
+      refused.push_back("the loopback policy dials " + detail::join(refused_loopback, " and "));
+    }
+    if (!refused_pod_ip.empty()) {
+      refused.push_back("the pod-ip policy dials " + detail::join(refused_pod_ip, " and ") + " (from " +
+                        (pod_v4.empty() ? "::6" : pod_v6.empty() ? "127.0.0.6" : "127.0.0.6 / ::6") + ")");
+    }
+    v.reason = "bound to " + detail::join(binds, " and ") + ": " +
+               (refused.empty() ? "both policies reach it" : detail::join(refused, "; ") + ": no listener accepts that");
     out.push_back(std::move(v));
   }
   return out;
