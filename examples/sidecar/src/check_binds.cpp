@@ -195,10 +195,10 @@ void run_check_binds(const CheckBindsFlags& flags) {
       bound.push_back(fmt::format("{}", fmt::join(addresses, ",")));
       bound_width = std::max(bound_width, bound.back().size());
     }
-    fmt::print("{:<6} {:<{}} {:<9} {:<9} {}\n", "PORT", "BOUND TO", bound_width, "LOOPBACK", "POD-IP", "WHY");
+    fmt::print("{:<6} {:<{}}  {:<9} {:<9} {}\n", "PORT", "BOUND TO", bound_width, "LOOPBACK", "POD-IP", "WHY");
     for (std::size_t i = 0; i < verdicts.size(); ++i) {
       const auto& v = verdicts[i];
-      fmt::print("{:<6} {:<{}} {:<9} {:<9} {}\n", v.port, bound[i], bound_width, v.loopback.summary(),
+      fmt::print("{:<6} {:<{}}  {:<9} {:<9} {}\n", v.port, bound[i], bound_width, v.loopback.summary(),
                  v.pod_ip.summary(), v.reason);
     }
     if (verdicts.empty()) fmt::print("(no listening TCP ports besides the sidecar's)\n");
