@@ -94,8 +94,12 @@ std::string join(const std::vector<std::string>& argv) {
 std::string must_run(const std::vector<std::string>& argv, std::string_view input = {}) {
   auto result = host::run_tool(argv, input);
   if (result.status != 0) {
-    const auto status = host::looks_like_permission_error(result.err) ? usage_exit : 1;
-    fail(status, fmt::format("'{}' failed (exit {}): {}", join(argv), result.status, result.err));
+    if (host::looks_like_permission_error(result.err)) {
+      // Capabilities held in a user namespace do not reach a network namespace it does not own.
+      fail(usage_exit, fmt::format("not permitted: '{}' needs CAP_NET_ADMIN over this network namespace: {}",
+                                   join(argv), result.err));
+    }
+    fail(1, fmt::format("'{}' failed (exit {}): {}", join(argv), result.status, result.err));
   }
   return result.out;
 }
