@@ -168,3 +168,18 @@ TEST_CASE("init flags: ids, marks and port selections are checked and name the f
   CHECK(sidecar::parse_port_selection("--inbound-ports", "")->empty());
   CHECK_THROWS_WITH(sidecar::parse_port_selection("--inbound-ports", "80,*"), Catch::Contains("--inbound-ports"));
 }
+
+TEST_CASE("verdicts: a [::] listener's own IPV6_V6ONLY beats the namespace default", "[check-binds]") {
+  TcpListener v6_only{ip("::"), 8084, 0, true};
+  TcpListener dual{ip("::"), 8086, 0, false};
+  TcpListener unknown{ip("::"), 8087, 0, std::nullopt};
+  const auto v = verdicts({v6_only, dual, unknown}, {ip("10.77.0.2")}, true, {});
+  REQUIRE(v.size() == 3);
+  CHECK_FALSE(v[0].loopback.reachable());
+  CHECK_FALSE(v[0].pod_ip.reachable());
+  CHECK_THAT(v[0].reason, Catch::Contains("IPV6_V6ONLY keeps IPv4 out"));
+  CHECK(v[1].loopback.reachable());
+  CHECK(v[1].pod_ip.reachable());
+  CHECK(v[2].pod_ip.reachable());  // unknown: the namespace default (dual stack) decides
+  CHECK_FALSE(verdicts({unknown}, {ip("10.77.0.2")}, false, {})[0].pod_ip.reachable());
+}
