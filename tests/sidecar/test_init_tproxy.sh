@@ -10,11 +10,9 @@ snapshot() {
   in_pod sh -c 'iptables-save; ip6tables-save; ip -4 rule; ip -6 rule; ip -4 route show table all;
                 ip -6 route show table all; ip addr show dev lo' | grep -v '^#'
 }
-# The user's own rules in the tables TPROXY mode writes to.
-for t in iptables ip6tables; do
-  in_pod $t -t mangle -A PREROUTING -p tcp --dport 9999 -j RETURN
-  in_pod $t -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
-done
+# The user's own rules in IPv4's tables; IPv6's tables are created by init (and deleted by --clean).
+in_pod iptables -t mangle -A PREROUTING -p tcp --dport 9999 -j RETURN
+in_pod iptables -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
 before=$(snapshot)
 
 dry=$(in_pod "$SIDECAR" init --mode tproxy --dry-run)

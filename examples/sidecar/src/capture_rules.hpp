@@ -26,6 +26,10 @@ inline constexpr std::array<std::uint16_t, 6> sidecar_ports{15000, 15001, 15006,
 /// Every chain init creates starts with this; `--clean` removes exactly the chains with it.
 inline constexpr std::string_view chain_prefix = "PODPROXY_";
 
+/// Marker chain: init created this table (nf_tables creates a table on first use; --clean deletes it
+/// again when nothing else uses it, so the namespace is left exactly as it was).
+inline constexpr std::string_view table_marker = "PODPROXY_ADDED_TABLE";
+
 /// Istio's mark for "the proxy calling its own pod over lo" in TPROXY mode (its OutboundMark).
 inline constexpr std::uint32_t own_pod_mark = 1338;
 
@@ -226,6 +230,10 @@ inline std::string restore_text(const RuleSet& set) {
 /// What iptables-save shows of our rules: per table, our chains and the rules of other chains that jump
 /// to ours (the hooks), each in iptables-save's spelling.
 struct SavedState {
+  /// Every table iptables-save showed (with the nf_tables backend, only the tables that exist).
+  std::set<std::string> existing_tables;
+  /// Whether the rules live in nf_tables (iptables-nft), where a table is created on first use.
+  bool nf_tables = false;
   struct Table {
     std::vector<std::string> chains;
     std::vector<std::string> hooks;  // "-A PREROUTING -p tcp -j PODPROXY_INBOUND"
@@ -252,9 +260,14 @@ inline SavedState parse_saved(std::string_view saved) {
     std::string_view line = saved.substr(0, eol);
     saved.remove_prefix(eol == std::string_view::npos ? saved.size() : eol + 1);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty() || line.front() == '#') continue;
+    if (!line.empty() && line.front() == '#') {
+      if (line.find("(nf_tables)") != std::string_view::npos) state.nf_tables = true;
+      continue;
+    }
+    if (line.empty()) continue;
     if (line.front() == '*') {
       table = std::string(line.substr(1));
+      state.existing_tables.insert(table);
       continue;
     }
     if (line.front() == ':') {

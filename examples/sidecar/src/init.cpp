@@ -10,6 +10,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -142,6 +144,24 @@ bool item_present(const HostItem& item) {
   return result.out.find(item.shown) != std::string::npos;
 }
 
+/// Deletes a table init created once nothing uses it: no rule and no chain besides the built-in ones.
+void drop_table_if_unused(Family family, const char* nft_family, const std::string& table) {
+  const auto saved = must_run({tool(family, "tables-save"), "-t", table});
+  static constexpr std::array<std::string_view, 5> builtin{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"};
+  std::string_view rest = saved;
+  while (!rest.empty()) {
+    const auto eol = rest.find('\n');
+    const auto line = rest.substr(0, eol);
+    rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+    if (line.starts_with("-A ")) return;
+    if (line.starts_with(":")) {
+      const auto chain = line.substr(1, line.find(' ') - 1);
+      if (std::find(builtin.begin(), builtin.end(), chain) == builtin.end()) return;
+    }
+  }
+  must_run({"nft", "delete", "table", nft_family, table});
+}
+
 const char* family_name(Family family) { return family == Family::v6 ? "IPv6" : "IPv4"; }
 
 void dry_run(const capture::CaptureConfig& config, const std::vector<Family>& families) {
@@ -175,14 +195,37 @@ void apply(const capture::CaptureConfig& config, Family family, bool clean, bool
       after.push_back(item.remove);
     }
   }
+  // Tables init creates (nf_tables makes them on first use) are marked, to be deleted again when unused.
+  std::vector<std::string> wanted_tables;
+  for (const auto& t : desired.tables) wanted_tables.push_back(t.name);
+  for (const auto& name : wanted_tables) {
+    if (!saved.existing_tables.contains(name) || saved.has_chain(name, capture::table_marker)) {
+      capture::add_marker(desired, name, std::string(capture::table_marker));
+    }
+  }
+  std::vector<std::string> tables_to_drop;
+  for (const auto& [name, table] : saved.tables) {
+    if (saved.has_chain(name, capture::table_marker) &&
+        std::find(wanted_tables.begin(), wanted_tables.end(), name) == wanted_tables.end()) {
+      tables_to_drop.push_back(name);
+    }
+  }
   const auto transaction = capture::apply_transaction(desired, saved);
+  const char* nft_family = family == Family::v6 ? "ip6" : "ip";
   if (dry_run) {
     fmt::print("# {}: {} --noflush\n{}", family_name(family), tool(family, "tables-restore"), transaction);
     for (const auto& argv : after) fmt::print("# {}: {}\n", family_name(family), join(argv));
+    for (const auto& name : tables_to_drop) {
+      fmt::print("# {}: nft delete table {} {} (init created it; only if nothing else uses it)\n", family_name(family),
+                 nft_family, name);
+    }
     return;
   }
   if (!transaction.empty()) must_run({tool(family, "tables-restore"), "--noflush"}, transaction);
   for (const auto& argv : after) must_run(argv);
+  if (saved.nf_tables && !host::find_in_path("nft").empty()) {
+    for (const auto& name : tables_to_drop) drop_table_if_unused(family, nft_family, name);
+  }
   fmt::print("podproxy-sidecar init: {} capture rules {}\n", family_name(family), clean ? "removed" : "applied");
 }
 
