@@ -30,6 +30,8 @@ trap run_lib_cleanup EXIT
 make_pod_and_client() {
   POD=$(make_ns pod)
   CLIENT=$(make_ns client)
+  # make_ns runs in the $(...) subshell, so its record of the namespace is lost: record them here.
+  _namespaces+=("$POD" "$CLIENT")
   ip -n "$POD" link add eth0 type veth peer name eth0 netns "$CLIENT"
   ip -n "$POD" addr add "$POD_IP/24" dev eth0
   ip -n "$CLIENT" addr add "$CLIENT_IP/24" dev eth0

@@ -21,7 +21,7 @@ check() {
 last_server_peer() { sed -n 's/^Ncat: Connection from \([0-9.]*\):.*/\1/p' "$WORK/server-$1.log" | tail -n 1; }
 RESET="Ncat: Connection reset by peer."
 
-LABEL="loopback (Istio 1.9)"; trap "cat \$WORK/*.log \$WORK/*.err >&2; run_lib_cleanup" EXIT
+LABEL="loopback (Istio 1.9)"
 start_sidecar "$POD" "$WORK/lo" --inbound-policy loopback --relay buffered
 check 8080 pong
 expect_eq "$LABEL: server on 127.0.0.1 sees the client as" "$(last_server_peer 8080)" 127.0.0.1
