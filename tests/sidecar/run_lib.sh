@@ -44,11 +44,15 @@ make_pod_and_client() {
 # chains istio-iptables writes (ISTIO_* renamed PP_*), with iptables-restore.
 sidecar_has_init() { "$SIDECAR" init --help 2>/dev/null | grep -q -- '--proxy-uid'; }
 
-install_redirect_rules() {  # NS
+install_redirect_rules() {  # NS [MARK]: with MARK, connections marked MARK are exempt too
+  local mark=${2:-}
   if sidecar_has_init; then
-    ip netns exec "$1" "$SIDECAR" init --proxy-uid "$PROXY_UID" --proxy-gid "$PROXY_UID" >/dev/null
+    ip netns exec "$1" "$SIDECAR" init --proxy-uid "$PROXY_UID" --proxy-gid "$PROXY_UID" \
+      ${mark:+--proxy-mark "$mark"} >/dev/null
     return
   fi
+  local mark_rule=""
+  [ -z "$mark" ] || mark_rule="-A PP_OUTPUT -m mark --mark $mark -j RETURN"
   ip netns exec "$1" iptables-restore --noflush <<EOF
 *nat
 :PP_INBOUND - [0:0]
@@ -62,6 +66,7 @@ install_redirect_rules() {  # NS
 -A PP_INBOUND -p tcp -j PP_IN_REDIRECT
 -A PP_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006
 -A OUTPUT -p tcp -j PP_OUTPUT
+$mark_rule
 -A PP_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN
 -A PP_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner $PROXY_UID -j PP_IN_REDIRECT
 -A PP_OUTPUT -o lo -m owner ! --uid-owner $PROXY_UID -j RETURN
