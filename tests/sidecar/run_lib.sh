@@ -126,6 +126,14 @@ stat_value() {
     awk -v name="podproxy_$2{listener=\"$3\"}" '$1 == name { print $2 }'
 }
 
+# expect_stat NS NAME LISTENER VALUE: the counter reaches VALUE (waiting up to 10 s: a connection's
+# counters settle just after its client saw the end), and the test says so.
+stat_is() { [ "$(stat_value "$1" "$2" "$3")" = "$4" ]; }
+expect_stat() {
+  wait_for 10 stat_is "$@" || true
+  expect_eq "$3 $2" "$(stat_value "$1" "$2" "$3")" "$4"
+}
+
 expect_eq() {  # WHAT ACTUAL EXPECTED
   [ "$2" = "$3" ] || fail "$1: got '$2', expected '$3'"
   pass "$1: $2"

@@ -13,8 +13,8 @@ check_outbound() {  # LABEL LOG
   local got
   got=$(client "$POD" "$CLIENT_IP" 9000)  # the application: root, not the proxy user
   expect_eq "$1: application -> $CLIENT_IP:9000" "$got" pong
-  expect_eq "$1: outbound connections counted" "$(stat_value "$POD" downstream_cx_total outbound)" 1
-  expect_eq "$1: none inbound" "$(stat_value "$POD" downstream_cx_total inbound)" 0
+  expect_stat "$POD" downstream_cx_total outbound 1
+  expect_stat "$POD" downstream_cx_total inbound 0
   stop_sidecar || fail "$1: exit status $?"
   grep -q "outbound $POD_IP:[0-9]* -> $CLIENT_IP:9000 upstream=$CLIENT_IP:9000 src=$POD_IP:[0-9]* rx=5 tx=5 .* flags=- end=completed" "$2" \
     || fail "$1: no outbound access-log line"
