@@ -58,6 +58,10 @@ int wait_ready(const WaitFlags& flags) {
             co_return;
           }
           last = result.status ? fmt::format("status {}", *result.status) : result.error;
+          if (attempt == 1 && !flags.quiet) {
+            std::cerr << fmt::format("wait: {} not ready yet ({}); polling every {} ms for up to {} ms\n", flags.url,
+                                     last, interval.count(), timeout.count());
+          }
           if (now + interval > deadline) break;
           pause.expires_after(interval);
           co_await pause.async_wait(asio::use_awaitable);
