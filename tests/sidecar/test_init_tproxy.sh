@@ -6,9 +6,10 @@ source "$(dirname "$0")/init_lib.sh"
 
 make_pod_and_client
 in_pod() { ip netns exec "$POD" "$@"; }
+# (eth0's IPv6 link-local address and route appear whenever the kernel gets to them: not init's business.)
 snapshot() {
   in_pod sh -c 'iptables-save; ip6tables-save; ip -4 rule; ip -6 rule; ip -4 route show table all;
-                ip -6 route show table all; ip addr show dev lo' | grep -v '^#'
+                ip -6 route show table all; ip addr show dev lo' | grep -v -e '^#' -e 'fe80::'
 }
 # The user's own rules in IPv4's tables; IPv6's tables are created by init (and deleted by --clean).
 in_pod iptables -t mangle -A PREROUTING -p tcp --dport 9999 -j RETURN
