@@ -63,12 +63,12 @@ pass "init --dry-run follows --inbound-ports, the exclusions, uid, gid, mark and
 in_pod "$SIDECAR" init >/dev/null
 first=$(snapshot)
 [ "$first" != "$before" ] || fail "init changed nothing"
-in_pod iptables-save -t nat | grep -qx -- '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' ||
+grep -qx -- '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' <<<"$(in_pod iptables-save -t nat)" ||
   fail "applied rules lack the inbound redirect"
-in_pod ip6tables-save -t nat | grep -qx -- '-A PODPROXY_OUTPUT -s ::6/128 -o lo -j RETURN' || fail "no IPv6 rules"
-in_pod ip -6 addr show dev lo | grep -q 'inet6 ::6/128' || fail "::6 not added to lo"
+grep -qx -- '-A PODPROXY_OUTPUT -s ::6/128 -o lo -j RETURN' <<<"$(in_pod ip6tables-save -t nat)" || fail "no IPv6 rules"
+grep -q 'inet6 ::6/128' <<<"$(in_pod ip -6 addr show dev lo)" || fail "::6 not added to lo"
 # The user's rules keep their place in front of ours.
-in_pod iptables-save -t nat | grep -A1 -x -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' |
+grep -A1 -x -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' <<<"$(in_pod iptables-save -t nat)" |
   grep -qx -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' || fail "the user's OUTPUT rule moved"
 in_pod "$SIDECAR" init >/dev/null
 [ "$(snapshot)" = "$first" ] || { diff <(echo "$first") <(snapshot) >&2; fail "applying twice changed the tables"; }
@@ -77,7 +77,7 @@ pass "init applied; applying it again changes nothing (iptables-save, ip6tables-
 # --- clean
 in_pod "$SIDECAR" init --clean >/dev/null
 [ "$(snapshot)" = "$before" ] || { diff <(echo "$before") <(snapshot) >&2; fail "--clean did not restore the namespace"; }
-in_pod iptables-save -t nat | grep -qx -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' || fail "user rule lost"
+grep -qx -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' <<<"$(in_pod iptables-save -t nat)" || fail "user rule lost"
 [ -z "$(in_pod ip6tables-save)" ] || fail "--clean left the IPv6 nat table init had created"
 in_pod "$SIDECAR" init --clean >/dev/null   # nothing left to remove: still succeeds
 [ "$(snapshot)" = "$before" ] || fail "a second --clean changed something"

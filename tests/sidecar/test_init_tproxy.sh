@@ -35,12 +35,12 @@ for t in iptables ip6tables; do
   grep -q -- '-A PREROUTING -p tcp -j PODPROXY_PREROUTING' <<<"$saved" || fail "$t: no mangle PREROUTING hook"
   grep -q -- '-j TPROXY --on-port 15006 .*--tproxy-mark 0x539/0xffffffff' <<<"$saved" || fail "$t: no TPROXY rule"
   grep -q -- 'CONNMARK --save-mark' <<<"$saved" || fail "$t: no connmark save"
-  in_pod $t-save -t nat | grep -q -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' || fail "$t: no outbound capture"
-  ! in_pod $t-save -t nat | grep -q -- '-A PREROUTING -p tcp -j PODPROXY_INBOUND' || fail "$t: nat inbound in tproxy mode"
+  grep -q -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' <<<"$(in_pod $t-save -t nat)" || fail "$t: no outbound capture"
+  ! grep -q -- '-A PREROUTING -p tcp -j PODPROXY_INBOUND' <<<"$(in_pod $t-save -t nat)" || fail "$t: nat inbound in tproxy mode"
 done
 for f in -4 -6; do
-  in_pod ip $f rule | grep -q 'fwmark 0x539 lookup 133' || fail "ip $f rule: no fwmark 0x539 lookup 133"
-  in_pod ip $f route show table 133 | grep -q '^local default dev lo' || fail "ip $f: no local default route in 133"
+  grep -q 'fwmark 0x539 lookup 133' <<<"$(in_pod ip $f rule)" || fail "ip $f rule: no fwmark 0x539 lookup 133"
+  grep -q '^local default dev lo' <<<"$(in_pod ip $f route show table 133)" || fail "ip $f: no local default route in 133"
 done
 pass "TPROXY mode applied: mangle chains (IPv4, IPv6), ip rule fwmark 0x539 lookup 133, local route in table 133"
 
@@ -71,8 +71,8 @@ pass "init --clean removes the mangle chains, the ip rules and the routes, and k
 # Switching modes removes the other mode's pieces.
 in_pod "$SIDECAR" init --mode tproxy >/dev/null
 in_pod "$SIDECAR" init --mode redirect >/dev/null
-! in_pod ip -4 rule | grep -q 'lookup 133' || fail "redirect after tproxy left the ip rule"
-! in_pod iptables-save -t mangle | grep -q PODPROXY_ || fail "redirect after tproxy left mangle chains"
+! grep -q 'lookup 133' <<<"$(in_pod ip -4 rule)" || fail "redirect after tproxy left the ip rule"
+! grep -q PODPROXY_ <<<"$(in_pod iptables-save -t mangle)" || fail "redirect after tproxy left mangle chains"
 in_pod "$SIDECAR" init --clean >/dev/null
 [ "$(snapshot)" = "$before" ] || fail "--clean after a mode switch did not restore the namespace"
 pass "init --mode redirect after tproxy removes TPROXY's rule, route and chains; --clean restores all"
