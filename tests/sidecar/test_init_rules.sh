@@ -90,3 +90,25 @@ in_pod "$SIDECAR" init >/dev/null
 in_pod "$SIDECAR" init --clean >/dev/null
 [ "$(snapshot)" = "$before" ] || fail "--clean removed a ::6 that was there before init"
 pass "--clean keeps a ::6 address that existed before init"
+
+# --- a family that fails after the other was applied: init rolls the first back and fails
+FAKE_BIN=$(mktemp -d)
+trap 'rm -rf "$FAKE_BIN"; cleanup' EXIT
+printf '#!/bin/sh\ncat >/dev/null\necho "ip6tables-restore: simulated failure" >&2\nexit 1\n' >"$FAKE_BIN/ip6tables-restore"
+chmod +x "$FAKE_BIN/ip6tables-restore"
+in_pod ip -6 addr del ::6/128 dev lo
+before=$(snapshot)
+status=0; err=$(in_pod env PATH="$FAKE_BIN:$PATH" "$SIDECAR" init 2>&1 >/dev/null) || status=$?
+[ "$status" = 1 ] || fail "init with a failing ip6tables-restore: exit $status, want 1"
+grep -q 'simulated failure' <<<"$err" || fail "the tool's error is not shown: $err"
+grep -q 'IPv4 rules rolled back' <<<"$err" || fail "no rollback reported: $err"
+[ "$(snapshot)" = "$before" ] || { diff <(echo "$before") <(snapshot) >&2; fail "IPv4 rules not rolled back"; }
+# The same over an existing init: the previous (redirect) rules come back exactly.
+in_pod "$SIDECAR" init >/dev/null
+applied=$(snapshot)
+status=0; in_pod env PATH="$FAKE_BIN:$PATH" "$SIDECAR" init --mode tproxy --inbound-ports 8080 2>/dev/null || status=$?
+[ "$status" = 1 ] || fail "tproxy init with a failing ip6tables-restore: exit $status, want 1"
+[ "$(snapshot)" = "$applied" ] || { diff <(echo "$applied") <(snapshot) >&2; fail "previous rules not restored"; }
+in_pod "$SIDECAR" init --clean >/dev/null
+[ "$(snapshot)" = "$before" ] || fail "--clean after a rolled-back init did not restore the namespace"
+pass "when IPv6 fails after IPv4 was applied, init rolls IPv4 back (fresh, and over earlier rules) and exits 1"

@@ -237,6 +237,7 @@ struct SavedState {
   struct Table {
     std::vector<std::string> chains;
     std::vector<std::string> hooks;  // "-A PREROUTING -p tcp -j PODPROXY_INBOUND"
+    std::vector<std::string> rules;  // the contents of our chains, "-A PODPROXY_..."
   };
   std::map<std::string, Table> tables;
 
@@ -278,7 +279,10 @@ inline SavedState parse_saved(std::string_view saved) {
     if (line.substr(0, 3) != "-A ") continue;
     const auto rest = line.substr(3);
     const auto chain = rest.substr(0, rest.find(' '));
-    if (detail::is_ours(chain)) continue;  // our chains' contents go with the chains
+    if (detail::is_ours(chain)) {
+      state.tables[table].rules.emplace_back(line);
+      continue;
+    }
     // A jump (-j) or goto (-g) to one of our chains, from a built-in chain or a user's chain.
     for (const std::string_view verb : {" -j ", " -g "}) {
       const auto at = line.find(verb);
@@ -333,6 +337,17 @@ inline std::string apply_transaction(const RuleSet& desired, const SavedState& c
     out += "COMMIT\n";
   }
   return out;
+}
+
+/// What `state` holds of ours, as a rule set: applying it puts our rules back as they were (init's
+/// rollback when the second address family fails after the first was applied).
+inline RuleSet saved_rules(const SavedState& state) {
+  RuleSet set;
+  for (const auto& [name, t] : state.tables) {
+    if (t.chains.empty() && t.hooks.empty()) continue;
+    set.tables.push_back(TableRules{.name = name, .chains = t.chains, .hooks = t.hooks, .rules = t.rules});
+  }
+  return set;
 }
 
 /// The transaction that removes every PODPROXY_ chain and every rule jumping to one; empty if none.
