@@ -118,6 +118,10 @@ TEST_CASE("capture rules: TPROXY mode captures inbound in mangle as Istio does",
   CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp -s 127.0.0.6/32 -i lo -j RETURN"));
   CHECK(line_index(text, "-A PODPROXY_INBOUND -p tcp --dport 15021 -j RETURN") <
         line_index(text, "-A PODPROXY_INBOUND -p tcp -j PODPROXY_TPROXY"));
+  // Deliveries from the client's address carry the TPROXY mark: they pass rule 2 instead of looping.
+  CHECK(line_index(text, "-A PODPROXY_OUTPUT -o lo -m mark --mark 1337 -j RETURN") <
+        line_index(text, "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j PODPROXY_IN_REDIRECT"));
+  CHECK(restore_text(capture_rules(CaptureConfig{}, Family::v4)).find("--mark 1337") == std::string::npos);
   // nat keeps outbound capture but has no inbound hook in this mode.
   CHECK(!has_line(text, "-A PREROUTING -p tcp -j PODPROXY_INBOUND"));
   CHECK(has_line(text, "-A OUTPUT -p tcp -j PODPROXY_OUTPUT"));

@@ -36,6 +36,8 @@ for t in iptables ip6tables; do
   grep -q -- '-j TPROXY --on-port 15006 .*--tproxy-mark 0x539/0xffffffff' <<<"$saved" || fail "$t: no TPROXY rule"
   grep -q -- 'CONNMARK --save-mark' <<<"$saved" || fail "$t: no connmark save"
   grep -q -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' <<<"$(in_pod $t-save -t nat)" || fail "$t: no outbound capture"
+  grep -qx -- '-A PODPROXY_OUTPUT -o lo -m mark --mark 0x539 -j RETURN' <<<"$(in_pod $t-save -t nat)" ||
+    fail "$t: TPROXY-marked deliveries are not exempt from the own-pod rule"
   ! grep -q -- '-A PREROUTING -p tcp -j PODPROXY_INBOUND' <<<"$(in_pod $t-save -t nat)" || fail "$t: nat inbound in tproxy mode"
 done
 for f in -4 -6; do

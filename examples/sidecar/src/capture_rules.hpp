@@ -114,6 +114,12 @@ inline TableRules nat_table(const CaptureConfig& config, Family family) {
   }
   // 1: the proxy's inbound deliveries (source 127.0.0.6 / ::6) pass instead of looping into the inbound port.
   r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -s {} -j RETURN", inbound_source));
+  // TPROXY mode's deliveries leave from the client's own address, not 127.0.0.6, as the proxy's uid over
+  // lo toward the pod IP: rule 2 would send them back to the inbound listener. They carry the TPROXY
+  // mark (so the application's replies route back to the proxy); that mark lets them pass instead.
+  if (config.mode == Mode::tproxy) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -m mark --mark {} -j RETURN", config.tproxy_mark));
+  }
   // A marking proxy is matched before the owner rules: it may run as any uid, so rule 3 would catch it.
   if (config.proxy_mark) {
     r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {} -m mark --mark {} -j PODPROXY_IN_REDIRECT",
