@@ -13,6 +13,7 @@
 #include "process.hpp"
 #include "prometheus.hpp"
 #include "run_flags.hpp"
+#include "tproxy_policy.hpp"
 
 #include <podproxy/podproxy.hpp>
 
@@ -316,8 +317,11 @@ int with_mode(const Settings& s, Inner inner) {
   podproxy::PortOverride<Inner> policy(std::move(inner), override_targets(s));
   if (s.tproxy) {
     // TPROXY: the listener is transparent, the original destination is the accepted socket's local
-    // address, and the application is dialed from the client's own address.
-    return with_relay<podproxy::LocalAddress>(s, podproxy::OriginalSource<podproxy::PortOverride<Inner>>(std::move(policy)));
+    // address, and the application is dialed from the client's own address (from loopback when the
+    // target is loopback: see OriginalSourceOffLoopback).
+    using Policy = OriginalSourceOffLoopback<podproxy::PortOverride<Inner>>;
+    static_assert(podproxy::concepts::UpstreamPolicy<Policy>);
+    return with_relay<podproxy::LocalAddress>(s, Policy(std::move(policy)));
   }
   return with_relay<podproxy::RedirectedOrLocal>(s, std::move(policy));
 }
