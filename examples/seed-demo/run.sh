@@ -269,12 +269,15 @@ stats_of() {
 }
 say ""
 say "== upstream_cx_connect_fail in each sidecar's /stats (127.0.0.1:15000 inside the pod)"
-declare -A fails
+declare -A fails accepted
+# inbound_counter KEY NAME: the inbound listener's value of counter NAME in that sidecar's /stats
+inbound_counter() {
+  grep -E "^[a-z_]*$2[{ ]" "$workdir/$1.stats" | grep -i inbound | awk '{s += $NF} END {print s + 0}'
+}
 for key in "${keys[@]}"; do
   stats_of "$key" >"$workdir/$key.stats"
-  # the inbound listener's counter: a line naming upstream_cx_connect_fail and the inbound listener
-  fails[$key]=$(grep -E '^[a-z_]*upstream_cx_connect_fail[{ ]' "$workdir/$key.stats" | grep -i inbound \
-    | awk '{s += $NF} END {print s + 0}')
+  fails[$key]=$(inbound_counter "$key" upstream_cx_connect_fail)
+  accepted[$key]=$(inbound_counter "$key" downstream_cx_total)
   say "-- ${name_of[$key]}.rev-${rev_of[$key]}: $(grep -E '^[a-z_]*upstream_cx_connect_fail[{ ]' "$workdir/$key.stats" | tr '\n' ' ')"
 done
 
@@ -309,6 +312,9 @@ for key in "${keys[@]}"; do
   # each failing cell is one inbound connect failure; a pong cell is none
   ok=0; [ "${fails[$key]}" -eq "$n" ] && ok=1
   check_line "stats:$key" "$ok" "upstream_cx_connect_fail=${fails[$key]}" "$n"
+  # the client's two dials (Service, pod IP) went through the inbound listener; the same-pod dial did not
+  ok=0; [ "${accepted[$key]}" -eq 2 ] && ok=1
+  check_line "captured:$key" "$ok" "downstream_cx_total=${accepted[$key]}" 2
 done
 say ""
 if [ "$bad" -eq 0 ]; then
