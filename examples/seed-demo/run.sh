@@ -99,10 +99,10 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# start_group LOGFILE CMD...: runs CMD in its own process group, in the background, remembered for cleanup.
+# start_group OUT ERR CMD...: runs CMD in its own process group, in the background, remembered for cleanup.
 start_group() {
-  local log=$1; shift
-  setsid "$@" >"$log" 2>&1 </dev/null &
+  local out=$1 err=$2; shift 2
+  setsid "$@" >"$out" 2>"$err" </dev/null &
   groups+=("$!")
 }
 
@@ -177,18 +177,18 @@ for key in "${keys[@]}"; do
   ip netns exec "$client" iptables -w -t nat -A KUBE-SERVICES -d "${vip_of[$key]}/32" -p tcp --dport 8080 \
     -m comment --comment "rev-${rev_of[$key]}/${bind_of[$key]}" -j DNAT --to-destination "${ip_of[$key]}:8080"
   # istio-proxy: the sidecar, before the app
-  start_group "$workdir/$key.sidecar.log" ip netns exec "$ns" "$sidecar" run \
+  start_group "$workdir/$key.sidecar.log" "$workdir/$key.sidecar.err" ip netns exec "$ns" "$sidecar" run \
     --inbound-policy "${policy_of[$key]}" --pod-ip "${ip_of[$key]}" --uid 1337 --gid 1337
 done
 for key in "${keys[@]}"; do
   ns=${ns_of[$key]}
   # holdApplicationUntilProxyStarts: the app starts only once the sidecar answers /healthz/ready
   if ! ip netns exec "$ns" "$sidecar" wait --timeout 20s >"$workdir/$key.wait.log" 2>&1; then
-    cat "$workdir/$key.wait.log" "$workdir/$key.sidecar.log" >&2
+    cat "$workdir/$key.wait.log" "$workdir/$key.sidecar.err" >&2
     echo "run.sh: the sidecar in $ns never became ready" >&2; exit 1
   fi
   # the app, as the seed's pods run it: one `echo pong | ncat -l ADDR 8080` per connection, in a bounded loop
-  start_group "$workdir/$key.app.log" ip netns exec "$ns" bash -c \
+  start_group "$workdir/$key.app.log" "$workdir/$key.app.log" ip netns exec "$ns" bash -c \
     "for i in \$(seq 1 20); do echo pong | ncat -l ${addr_of[$key]} 8080; sleep 0.05; done"
 done
 for key in "${keys[@]}"; do
@@ -209,7 +209,6 @@ done
 # dial CELL NS HOST KEY: `echo ping | ncat HOST 8080` from NS; records what ncat printed and the sidecar's
 # new access-log lines for that connection.
 declare -A got log_of
-uf_count() { grep -c 'UF' "$workdir/$1.sidecar.log" || true; }
 dial() {
   local cell=$1 ns=$2 host=$3 key=$4 before out
   wait_for 10 listening "${ns_of[$key]}" "${addr_of[$key]}" 8080 || true   # the next ncat of the loop is up
@@ -218,9 +217,9 @@ dial() {
   got[$cell]=$(printf '%s' "$out" | head -n 1)
   [ -n "${got[$cell]}" ] || got[$cell]="(nothing)"
   if [ "${got[$cell]}" != pong ]; then   # a failure: give the sidecar a moment to write its access-log line
-    wait_for 3 sh -c "tail -n +$((before + 1)) '$workdir/$key.sidecar.log' | grep -q UF" || true
+    wait_for 3 sh -c "tail -n +$((before + 1)) '$workdir/$key.sidecar.log' | grep -q flags=UF" || true
   fi
-  log_of[$cell]=$(tail -n +$((before + 1)) "$workdir/$key.sidecar.log" | grep 'UF' || true)
+  log_of[$cell]=$(tail -n +$((before + 1)) "$workdir/$key.sidecar.log" | grep 'flags=UF' || true)
 }
 
 for key in "${keys[@]}"; do dial "svc:$key" "$client" "${vip_of[$key]}" "$key"; done
@@ -321,7 +320,10 @@ if [ "$bad" -eq 0 ]; then
   say "== every cell matches the seed's table and the paths explained above"
 else
   say "== MISMATCH: some cells differ from the seed (see above); logs: sidecars print one access-log line per connection"
-  for key in "${keys[@]}"; do say "-- $key sidecar log:"; sed 's/^/   /' "$workdir/$key.sidecar.log"; done
+  for key in "${keys[@]}"; do
+    say "-- $key sidecar access log and stderr:"
+    sed 's/^/   /' "$workdir/$key.sidecar.log" "$workdir/$key.sidecar.err"
+  done
 fi
 [ "$check" -eq 1 ] && [ "$bad" -ne 0 ] && exit 1
 exit 0
