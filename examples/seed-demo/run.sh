@@ -35,13 +35,15 @@ say() { printf '%s\n' "$*"; }
 repo=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
 
 # --- 1. what the demo needs --------------------------------------------------------------------------------
-runtime_packages=(ncat iptables iproute2 procps)
-build_packages=(cmake g++ libasio-dev libcli11-dev libspdlog-dev libfmt-dev catch2)
+runtime_packages=(ncat iptables iproute2)
+# make: cmake's generator needs it, and apt only brings it along as a recommendation of cmake
+build_packages=(cmake make g++ libasio-dev libcli11-dev libspdlog-dev libfmt-dev catch2)
 wanted=("${runtime_packages[@]}")
 [ -n "$sidecar" ] || wanted+=("${build_packages[@]}")
 missing=()
 for pkg in "${wanted[@]}"; do
-  dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+  # (dpkg -s alone also succeeds for a removed package whose config files remain)
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$install" -eq 1 ] || refuse "missing packages: ${missing[*]} (and --no-install was given)"
