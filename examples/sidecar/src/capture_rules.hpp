@@ -1,0 +1,330 @@
+// The capture rules `init` writes: Istio's istio-iptables chains under a PODPROXY_ prefix, rendered as
+// iptables-restore input, and the --noflush transactions that apply or remove them without touching
+// anyone else's rules. Pure functions of their inputs (no I/O), so the unit tests can pin them.
+#pragma once
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <set>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace sidecar::capture {
+
+enum class Mode { redirect, tproxy };
+enum class Family { v4, v6 };
+
+/// The sidecar's own ports (admin, outbound, inbound, metrics, health, Envoy stats): never captured inbound.
+inline constexpr std::array<std::uint16_t, 6> sidecar_ports{15000, 15001, 15006, 15020, 15021, 15090};
+
+/// Every chain init creates starts with this; `--clean` removes exactly the chains with it.
+inline constexpr std::string_view chain_prefix = "PODPROXY_";
+
+/// Istio's mark for "the proxy calling its own pod over lo" in TPROXY mode (its OutboundMark).
+inline constexpr std::uint32_t own_pod_mark = 1338;
+
+struct CaptureConfig {
+  Mode mode = Mode::redirect;
+  std::uint16_t inbound_port = 15006;
+  std::uint16_t outbound_port = 15001;
+  /// Ports captured inbound; std::nullopt is "*" (every port but the excluded ones).
+  std::optional<std::vector<std::uint16_t>> inbound_ports;
+  std::vector<std::uint16_t> exclude_inbound_ports;
+  std::vector<std::uint16_t> exclude_outbound_ports;
+  std::uint32_t proxy_uid = 1337;
+  std::uint32_t proxy_gid = 1337;
+  /// SO_MARK of the proxy's own sockets, exempted like its uid (for a proxy that does not drop to 1337).
+  std::optional<std::uint32_t> proxy_mark;
+  /// TPROXY mode: the mark TPROXY sets, the fwmark of the ip rule, and the connmark of inbound deliveries.
+  std::uint32_t tproxy_mark = 1337;
+  /// TPROXY mode: the routing table holding `local default dev lo` (Istio's 133).
+  std::uint32_t route_table = 133;
+};
+
+/// One table of a rule set: chains to create, rules hooking them into built-in chains, and their rules.
+struct TableRules {
+  std::string name;
+  std::vector<std::string> chains;  // created (or flushed, when they exist) by declaring them
+  std::vector<std::string> hooks;   // "-A PREROUTING -p tcp -j PODPROXY_INBOUND", in iptables-save's spelling
+  std::vector<std::string> rules;   // "-A PODPROXY_...": the contents of our chains
+};
+
+struct RuleSet {
+  std::vector<TableRules> tables;
+};
+
+namespace detail {
+
+inline std::vector<std::uint16_t> sorted_unique(std::vector<std::uint16_t> ports) {
+  std::sort(ports.begin(), ports.end());
+  ports.erase(std::unique(ports.begin(), ports.end()), ports.end());
+  return ports;
+}
+
+/// Ports never captured inbound: the sidecar's own, the configured listeners, and --exclude-inbound-ports.
+inline std::vector<std::uint16_t> inbound_exempt_ports(const CaptureConfig& config) {
+  std::vector<std::uint16_t> ports(sidecar_ports.begin(), sidecar_ports.end());
+  ports.push_back(config.inbound_port);
+  ports.push_back(config.outbound_port);
+  ports.insert(ports.end(), config.exclude_inbound_ports.begin(), config.exclude_inbound_ports.end());
+  return sorted_unique(std::move(ports));
+}
+
+inline TableRules nat_table(const CaptureConfig& config, Family family) {
+  const bool v6 = family == Family::v6;
+  const std::string_view inbound_source = v6 ? "::6/128" : "127.0.0.6/32";
+  const std::string_view loopback = v6 ? "::1/128" : "127.0.0.1/32";
+  TableRules nat{.name = "nat", .chains = {}, .hooks = {}, .rules = {}};
+  auto& r = nat.rules;
+
+  nat.chains = {"PODPROXY_REDIRECT", "PODPROXY_IN_REDIRECT", "PODPROXY_OUTPUT"};
+  r.push_back(fmt::format("-A PODPROXY_REDIRECT -p tcp -j REDIRECT --to-ports {}", config.outbound_port));
+  r.push_back(fmt::format("-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports {}", config.inbound_port));
+
+  // Inbound in REDIRECT mode (TPROXY mode captures inbound in the mangle table instead).
+  if (config.mode == Mode::redirect) {
+    nat.chains.insert(nat.chains.begin(), "PODPROXY_INBOUND");
+    nat.hooks.push_back("-A PREROUTING -p tcp -j PODPROXY_INBOUND");
+    for (const auto port : inbound_exempt_ports(config)) {
+      r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp --dport {} -j RETURN", port));
+    }
+    if (!config.inbound_ports) {
+      r.push_back("-A PODPROXY_INBOUND -p tcp -j PODPROXY_IN_REDIRECT");
+    } else {
+      for (const auto port : sorted_unique(*config.inbound_ports)) {
+        r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp --dport {} -j PODPROXY_IN_REDIRECT", port));
+      }
+    }
+  }
+
+  // Outbound, in Istio's order (CONTEXT.md, rules 1-6).
+  nat.hooks.push_back("-A OUTPUT -p tcp -j PODPROXY_OUTPUT");
+  for (const auto port : sorted_unique(config.exclude_outbound_ports)) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -p tcp --dport {} -j RETURN", port));
+  }
+  // 1: the proxy's inbound deliveries (source 127.0.0.6 / ::6) pass instead of looping into the inbound port.
+  r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -s {} -j RETURN", inbound_source));
+  // A marking proxy is matched before the owner rules: it may run as any uid, so rule 3 would catch it.
+  if (config.proxy_mark) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {} -m mark --mark {} -j PODPROXY_IN_REDIRECT",
+                            loopback, *config.proxy_mark));
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -m mark --mark {} -j RETURN", *config.proxy_mark));
+  }
+  for (const auto& [kind, id] : {std::pair{std::string_view("uid"), config.proxy_uid},
+                                 std::pair{std::string_view("gid"), config.proxy_gid}}) {
+    // 2: the proxy calling its own pod over lo goes to the inbound listener.
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {} -m owner --{}-owner {} -j PODPROXY_IN_REDIRECT",
+                            loopback, kind, id));
+    // 3: the app calling its own pod IP over lo is not captured.
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -m owner ! --{}-owner {} -j RETURN", kind, id));
+    // 4: the proxy's own egress is not captured again.
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -m owner --{}-owner {} -j RETURN", kind, id));
+  }
+  // 5: localhost stays local.
+  r.push_back(fmt::format("-A PODPROXY_OUTPUT -d {} -j RETURN", loopback));
+  // 6: everything else goes to the outbound listener.
+  r.push_back("-A PODPROXY_OUTPUT -j PODPROXY_REDIRECT");
+  return nat;
+}
+
+/// TPROXY mode's inbound capture, as Istio's: marked packets are routed to lo by `ip rule fwmark ->
+/// table`, TPROXY hands new connections to the inbound listener, and the connmark carries the mark to
+/// the application's replies so they find their way back to the proxy's transparent socket.
+inline TableRules mangle_table(const CaptureConfig& config, Family family) {
+  const bool v6 = family == Family::v6;
+  const std::string_view inbound_source = v6 ? "::6/128" : "127.0.0.6/32";
+  const std::string_view loopback = v6 ? "::1/128" : "127.0.0.1/32";
+  const auto mark = config.tproxy_mark;
+  TableRules mangle{.name = "mangle",
+                    .chains = {"PODPROXY_DIVERT", "PODPROXY_TPROXY", "PODPROXY_INBOUND", "PODPROXY_PREROUTING",
+                               "PODPROXY_OUTPUT"},
+                    .hooks = {"-A PREROUTING -p tcp -j PODPROXY_PREROUTING", "-A OUTPUT -p tcp -j PODPROXY_OUTPUT"},
+                    .rules = {}};
+  auto& r = mangle.rules;
+  r.push_back(fmt::format("-A PODPROXY_DIVERT -j MARK --set-mark {}", mark));
+  r.push_back("-A PODPROXY_DIVERT -j ACCEPT");
+  r.push_back(fmt::format("-A PODPROXY_TPROXY ! -d {} -p tcp -j TPROXY --on-port {} --tproxy-mark {}/0xffffffff",
+                          loopback, config.inbound_port, mark));
+  // Istio puts these two in PREROUTING itself; one hook per built-in chain keeps --clean exact.
+  r.push_back("-A PODPROXY_PREROUTING -p tcp -j PODPROXY_INBOUND");
+  r.push_back(fmt::format("-A PODPROXY_PREROUTING -p tcp -m mark --mark {} -j CONNMARK --save-mark", mark));
+
+  r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp -m mark --mark {} -j RETURN", mark));
+  r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp -s {} -i lo -j RETURN", inbound_source));
+  r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp -i lo -m mark ! --mark {} -j RETURN", own_pod_mark));
+  for (const auto port : inbound_exempt_ports(config)) {
+    r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp --dport {} -j RETURN", port));
+  }
+  if (!config.inbound_ports) {
+    r.push_back("-A PODPROXY_INBOUND -p tcp -m conntrack --ctstate RELATED,ESTABLISHED -j PODPROXY_DIVERT");
+    r.push_back("-A PODPROXY_INBOUND -p tcp -j PODPROXY_TPROXY");
+  } else {
+    for (const auto port : sorted_unique(*config.inbound_ports)) {
+      r.push_back(fmt::format(
+          "-A PODPROXY_INBOUND -p tcp --dport {} -m conntrack --ctstate RELATED,ESTABLISHED -j PODPROXY_DIVERT", port));
+      r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp --dport {} -j PODPROXY_TPROXY", port));
+    }
+  }
+
+  r.push_back(fmt::format("-A PODPROXY_OUTPUT -p tcp -o lo -m mark --mark {} -j RETURN", mark));
+  if (config.proxy_mark && *config.proxy_mark != mark) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m mark --mark {} -j MARK --set-mark {}",
+                            loopback, *config.proxy_mark, own_pod_mark));
+  }
+  r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m owner --uid-owner {} -j MARK --set-mark {}",
+                          loopback, config.proxy_uid, own_pod_mark));
+  r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m owner --gid-owner {} -j MARK --set-mark {}",
+                          loopback, config.proxy_gid, own_pod_mark));
+  r.push_back(fmt::format("-A PODPROXY_OUTPUT -p tcp -m connmark --mark {} -j CONNMARK --restore-mark", mark));
+  return mangle;
+}
+
+inline bool is_ours(std::string_view chain) { return chain.substr(0, chain_prefix.size()) == chain_prefix; }
+
+}  // namespace detail
+
+/// The rules of one address family for `config`.
+inline RuleSet capture_rules(const CaptureConfig& config, Family family) {
+  RuleSet set;
+  if (config.mode == Mode::tproxy) set.tables.push_back(detail::mangle_table(config, family));
+  set.tables.push_back(detail::nat_table(config, family));
+  return set;
+}
+
+/// Adds an empty chain to `table` of `set`: how init remembers, inside the namespace itself, that it
+/// added something that is not a rule (the ::6 address, the ip rule, the local route), so that `--clean`
+/// removes it and nothing it found already there.
+inline void add_marker(RuleSet& set, std::string_view table, std::string marker) {
+  for (auto& t : set.tables) {
+    if (t.name == table) {
+      t.chains.push_back(std::move(marker));
+      return;
+    }
+  }
+  set.tables.push_back(TableRules{.name = std::string(table), .chains = {std::move(marker)}, .hooks = {}, .rules = {}});
+}
+
+/// The rule set as iptables-restore input (what --dry-run prints; with --noflush it would apply it).
+inline std::string restore_text(const RuleSet& set) {
+  std::string out;
+  for (const auto& table : set.tables) {
+    out += fmt::format("*{}\n", table.name);
+    for (const auto& chain : table.chains) out += fmt::format(":{} - [0:0]\n", chain);
+    for (const auto& hook : table.hooks) out += hook + "\n";
+    for (const auto& rule : table.rules) out += rule + "\n";
+    out += "COMMIT\n";
+  }
+  return out;
+}
+
+/// What iptables-save shows of our rules: per table, our chains and the rules of other chains that jump
+/// to ours (the hooks), each in iptables-save's spelling.
+struct SavedState {
+  struct Table {
+    std::vector<std::string> chains;
+    std::vector<std::string> hooks;  // "-A PREROUTING -p tcp -j PODPROXY_INBOUND"
+  };
+  std::map<std::string, Table> tables;
+
+  [[nodiscard]] bool has_chain(std::string_view table, std::string_view chain) const {
+    const auto it = tables.find(std::string(table));
+    return it != tables.end() &&
+           std::find(it->second.chains.begin(), it->second.chains.end(), chain) != it->second.chains.end();
+  }
+  [[nodiscard]] bool empty() const {
+    return std::all_of(tables.begin(), tables.end(),
+                       [](const auto& t) { return t.second.chains.empty() && t.second.hooks.empty(); });
+  }
+};
+
+/// Parses iptables-save output, keeping only what concerns PODPROXY_ chains.
+inline SavedState parse_saved(std::string_view saved) {
+  SavedState state;
+  std::string table;
+  while (!saved.empty()) {
+    const auto eol = saved.find('\n');
+    std::string_view line = saved.substr(0, eol);
+    saved.remove_prefix(eol == std::string_view::npos ? saved.size() : eol + 1);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (line.empty() || line.front() == '#') continue;
+    if (line.front() == '*') {
+      table = std::string(line.substr(1));
+      continue;
+    }
+    if (line.front() == ':') {
+      const auto name = line.substr(1, line.find(' ') - 1);
+      if (detail::is_ours(name)) state.tables[table].chains.emplace_back(name);
+      continue;
+    }
+    if (line.substr(0, 3) != "-A ") continue;
+    const auto rest = line.substr(3);
+    const auto chain = rest.substr(0, rest.find(' '));
+    if (detail::is_ours(chain)) continue;  // our chains' contents go with the chains
+    // A jump (-j) or goto (-g) to one of our chains, from a built-in chain or a user's chain.
+    for (const std::string_view verb : {" -j ", " -g "}) {
+      const auto at = line.find(verb);
+      if (at != std::string_view::npos && detail::is_ours(line.substr(at + verb.size()))) {
+        state.tables[table].hooks.emplace_back(line);
+        break;
+      }
+    }
+  }
+  return state;
+}
+
+/// The iptables-restore --noflush input that turns `current` into `desired` touching only our chains and
+/// the rules that jump to them: our chains are (re)declared, which flushes them; hooks that already exist
+/// stay where they are (so applying twice changes nothing); hooks and chains no longer wanted go.
+/// Empty when there is nothing to do for a clean.
+inline std::string apply_transaction(const RuleSet& desired, const SavedState& current) {
+  std::set<std::string> table_names;
+  for (const auto& t : desired.tables) table_names.insert(t.name);
+  for (const auto& [name, t] : current.tables) {
+    if (!t.chains.empty() || !t.hooks.empty()) table_names.insert(name);
+  }
+  std::string out;
+  for (const auto& name : table_names) {
+    static const TableRules none{};
+    const auto want_it = std::find_if(desired.tables.begin(), desired.tables.end(),
+                                      [&](const auto& t) { return t.name == name; });
+    const TableRules& want = want_it == desired.tables.end() ? none : *want_it;
+    const auto have_it = current.tables.find(name);
+    const SavedState::Table have = have_it == current.tables.end() ? SavedState::Table{} : have_it->second;
+
+    out += fmt::format("*{}\n", name);
+    for (const auto& chain : want.chains) out += fmt::format(":{} - [0:0]\n", chain);
+    std::vector<std::string> missing_hooks = want.hooks;
+    for (const auto& hook : have.hooks) {
+      const auto keep = std::find(missing_hooks.begin(), missing_hooks.end(), hook);
+      if (keep != missing_hooks.end()) {
+        missing_hooks.erase(keep);
+      } else {
+        out += "-D " + hook.substr(3) + "\n";
+      }
+    }
+    for (const auto& hook : missing_hooks) out += hook + "\n";
+    for (const auto& rule : want.rules) out += rule + "\n";
+    // Chains no longer wanted: empty them first (they may jump to each other), then delete them.
+    std::vector<std::string> unwanted;
+    for (const auto& chain : have.chains) {
+      if (std::find(want.chains.begin(), want.chains.end(), chain) == want.chains.end()) unwanted.push_back(chain);
+    }
+    for (const auto& chain : unwanted) out += fmt::format("-F {}\n", chain);
+    for (const auto& chain : unwanted) out += fmt::format("-X {}\n", chain);
+    out += "COMMIT\n";
+  }
+  return out;
+}
+
+/// The transaction that removes every PODPROXY_ chain and every rule jumping to one; empty if none.
+inline std::string clean_transaction(const SavedState& current) {
+  return current.empty() ? std::string{} : apply_transaction(RuleSet{}, current);
+}
+
+}  // namespace sidecar::capture

@@ -1,0 +1,234 @@
+// `check-binds`: Istio's IST0143 precheck, done better. For every TCP port the pod listens on, whether
+// the sidecar reaches it under the loopback policy and under the pod-ip policy, and why.
+//
+// --json prints one object (schema version 1):
+//   {
+//     "schema": 1,
+//     "pid": 1234 | null,                 // --pid, or null for this process's namespace
+//     "pod_ips": ["10.0.0.2", ...],       // --pod-ip, or the namespace's non-loopback addresses
+//     "dual_stack": true,                 // [::] listeners taken to accept IPv4 (net.ipv6.bindv6only=0)
+//     "policy": "pod-ip" | "loopback" | null,
+//     "ports": [{
+//       "port": 8080,
+//       "listeners": [{"address": "127.0.0.1", "uid": 0, "bind": "127.0.0.1 (loopback only)"}],
+//       "loopback": {"reachable": true, "summary": "yes", "ipv4": true, "ipv6": null},
+//       "pod_ip":   {"reachable": false, "summary": "no", "ipv4": false, "ipv6": null},
+//       "reason": "bound to 127.0.0.1 (loopback only): the pod-ip policy dials 10.0.0.2:8080, ..."
+//     }],
+//     "unreachable": [8080]               // ports unreachable under "policy" ([] without --policy)
+//   }
+// "ipv4"/"ipv6" are null when the pod has no address of that family (nothing is dialled over it);
+// "summary" is "yes", "no", "IPv4 only" or "IPv6 only".
+#include "bind_verdicts.hpp"
+#include "capture_rules.hpp"
+#include "cli_util.hpp"
+#include "commands.hpp"
+#include "init_flags.hpp"
+#include "netns_addresses.hpp"
+#include "tcp_listeners.hpp"
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <sstream>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace sidecar {
+namespace {
+
+struct CheckBindsFlags {
+  std::string pid;
+  std::vector<std::string> pod_ips;
+  std::string policy;
+  bool json = false;
+};
+
+[[noreturn]] void fail(int status, const std::string& message) {
+  fmt::print(stderr, "podproxy-sidecar check-binds: {}\n", message);
+  throw CLI::RuntimeError(status);
+}
+
+std::optional<std::string> read_file(const std::string& path) {
+  std::ifstream in(path);
+  if (!in) return std::nullopt;
+  std::ostringstream text;
+  text << in.rdbuf();
+  return text.str();
+}
+
+/// net.ipv6.bindv6only of the namespace the calling thread is in: 1 keeps IPv4 out of [::] listeners.
+bool dual_stack_here() {
+  const auto text = read_file("/proc/sys/net/ipv6/bindv6only");
+  return !text || text->empty() || text->front() != '1';
+}
+
+std::string json_string(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_bool(const std::optional<bool>& value) {
+  return value ? (*value ? "true" : "false") : "null";
+}
+
+std::string json_reach(const binds::Reach& reach) {
+  return fmt::format(R"({{"reachable": {}, "summary": {}, "ipv4": {}, "ipv6": {}}})", reach.reachable() ? "true" : "false",
+                     json_string(reach.summary()), json_bool(reach.v4), json_bool(reach.v6));
+}
+
+std::string bracketed(const asio::ip::address& address) {
+  return address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
+}
+
+void run_check_binds(const CheckBindsFlags& flags) {
+  std::optional<int> pid;
+  if (!flags.pid.empty()) {
+    pid = static_cast<int>(parse_id("--pid", flags.pid));
+    if (*pid <= 0 || ::access(("/proc/" + flags.pid + "/ns/net").c_str(), F_OK) != 0) {
+      throw CLI::ValidationError("--pid", "no process " + flags.pid + " (or its network namespace is not visible)");
+    }
+  }
+  std::optional<binds::Reach binds::PortVerdict::*> policy;
+  if (flags.policy == "loopback") {
+    policy = &binds::PortVerdict::loopback;
+  } else if (flags.policy == "pod-ip") {
+    policy = &binds::PortVerdict::pod_ip;
+  } else if (!flags.policy.empty()) {
+    throw CLI::ValidationError("--policy", "'" + flags.policy + "' is not a policy (loopback or pod-ip)");
+  }
+  std::vector<asio::ip::address> pod_ips;
+  for (const auto& text : flags.pod_ips) {
+    std::string_view rest = text;
+    while (true) {
+      const auto comma = rest.find(',');
+      pod_ips.push_back(parse_address("--pod-ip", rest.substr(0, comma)));
+      if (comma == std::string_view::npos) break;
+      rest.remove_prefix(comma + 1);
+    }
+  }
+  for (const auto& ip : pod_ips) {
+    if (ip.is_unspecified() || ip.is_loopback()) {
+      throw CLI::ValidationError("--pod-ip", "'" + ip.to_string() + "' cannot be a pod IP (loopback or unspecified)");
+    }
+  }
+
+  // The namespace's facts: its addresses (unless given) and whether [::] listeners take IPv4.
+  bool dual_stack = true;
+  try {
+    using Facts = std::pair<std::vector<asio::ip::address>, bool>;
+    const auto read = [] { return Facts{binds::current_pod_addresses(), dual_stack_here()}; };
+    const auto facts = pid ? binds::read_in_netns_of(*pid, read) : read();
+    if (pod_ips.empty()) pod_ips = facts.first;
+    dual_stack = facts.second;
+  } catch (const std::system_error& e) {
+    if (pod_ips.empty()) {
+      fail(usage_exit, fmt::format("cannot read the addresses of the namespace of pid {} ({}); pass --pod-ip",
+                                   pid.value_or(0), e.what()));
+    }
+  }
+  if (pod_ips.empty()) fail(usage_exit, "the namespace has no non-loopback address to use as the pod IP; pass --pod-ip");
+
+  const std::string proc = pid ? "/proc/" + std::to_string(*pid) + "/net/" : "/proc/net/";
+  std::vector<binds::TcpListener> listeners;
+  bool any_table = false;
+  for (const char* name : {"tcp", "tcp6"}) {
+    if (const auto text = read_file(proc + name)) {
+      any_table = true;
+      const auto found = binds::parse_proc_net_tcp(*text);
+      listeners.insert(listeners.end(), found.begin(), found.end());
+    }
+  }
+  if (!any_table) fail(1, "cannot read " + proc + "tcp or tcp6");
+
+  const std::vector<std::uint16_t> skip(capture::sidecar_ports.begin(), capture::sidecar_ports.end());
+  const auto verdicts = binds::verdicts(listeners, pod_ips, dual_stack, skip);
+  std::vector<std::uint16_t> unreachable;
+  if (policy) {
+    for (const auto& v : verdicts) {
+      if (!(v.**policy).reachable()) unreachable.push_back(v.port);
+    }
+  }
+
+  std::vector<std::string> pod_ip_texts;
+  for (const auto& ip : pod_ips) pod_ip_texts.push_back(ip.to_string());
+  if (flags.json) {
+    std::vector<std::string> ports;
+    for (const auto& v : verdicts) {
+      std::vector<std::string> ls;
+      for (const auto& l : v.listeners) {
+        ls.push_back(fmt::format(R"({{"address": {}, "uid": {}, "bind": {}}})", json_string(l.address.to_string()),
+                                 l.uid, json_string(binds::describe_bind(l.address, pod_ips, dual_stack))));
+      }
+      ports.push_back(fmt::format(
+          "    {{\"port\": {}, \"listeners\": [{}],\n     \"loopback\": {},\n     \"pod_ip\": {},\n     \"reason\": {}}}",
+          v.port, fmt::join(ls, ", "), json_reach(v.loopback), json_reach(v.pod_ip), json_string(v.reason)));
+    }
+    std::vector<std::string> quoted_ips;
+    for (const auto& t : pod_ip_texts) quoted_ips.push_back(json_string(t));
+    fmt::print("{{\n  \"schema\": 1,\n  \"pid\": {},\n  \"pod_ips\": [{}],\n  \"dual_stack\": {},\n  \"policy\": {},\n"
+               "  \"ports\": [\n{}\n  ],\n  \"unreachable\": [{}]\n}}\n",
+               pid ? std::to_string(*pid) : "null", fmt::join(quoted_ips, ", "), dual_stack ? "true" : "false",
+               policy ? json_string(flags.policy) : "null", fmt::join(ports, ",\n"), fmt::join(unreachable, ", "));
+  } else {
+    fmt::print("Listeners of {} (pod IP {}); the sidecar's own ports are skipped.\n",
+               pid ? fmt::format("the network namespace of pid {}", *pid) : std::string("this network namespace"),
+               fmt::join(pod_ip_texts, ", "));
+    std::vector<std::string> bound;
+    std::size_t bound_width = 8;
+    for (const auto& v : verdicts) {
+      std::vector<std::string> addresses;
+      for (const auto& l : v.listeners) addresses.push_back(bracketed(l.address));
+      bound.push_back(fmt::format("{}", fmt::join(addresses, ",")));
+      bound_width = std::max(bound_width, bound.back().size());
+    }
+    fmt::print("{:<6} {:<{}}  {:<9} {:<9} {}\n", "PORT", "BOUND TO", bound_width, "LOOPBACK", "POD-IP", "WHY");
+    for (std::size_t i = 0; i < verdicts.size(); ++i) {
+      const auto& v = verdicts[i];
+      fmt::print("{:<6} {:<{}}  {:<9} {:<9} {}\n", v.port, bound[i], bound_width, v.loopback.summary(),
+                 v.pod_ip.summary(), v.reason);
+    }
+    if (verdicts.empty()) fmt::print("(no listening TCP ports besides the sidecar's)\n");
+    if (policy) {
+      if (unreachable.empty()) {
+        fmt::print("policy {}: every listening port is reachable through the sidecar\n", flags.policy);
+      } else {
+        fmt::print("policy {}: {} listening port(s) unreachable through the sidecar: {}\n", flags.policy,
+                   unreachable.size(), fmt::join(unreachable, ", "));
+      }
+    }
+  }
+  if (!unreachable.empty()) throw CLI::RuntimeError(1);
+}
+
+}  // namespace
+
+void add_check_binds_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand(
+      "check-binds",
+      "List the TCP listeners of this network namespace (or --pid's) and say which inbound policy reaches each");
+  auto flags = std::make_shared<CheckBindsFlags>();
+  cmd->add_option("--pid", flags->pid, "Check the network namespace of this process instead of the current one");
+  cmd->add_option("--pod-ip", flags->pod_ips,
+                  "The pod's IP (repeatable, or comma-separated; default: the namespace's non-loopback addresses)");
+  cmd->add_option("--policy", flags->policy,
+                  "loopback or pod-ip: exit 1 when a listening port is unreachable through the sidecar under it");
+  cmd->add_flag("--json", flags->json, "Print JSON (schema: see the comment at the top of check_binds.cpp)");
+  cmd->footer("Exit status: 0, or 1 when --policy finds an unreachable port; 2 for a bad flag.");
+  cmd->callback([flags] { run_check_binds(*flags); });
+}
+
+}  // namespace sidecar

@@ -1,0 +1,242 @@
+// `init`: writes the capture rules into the current network namespace, as istio-iptables does, and
+// removes exactly them again with --clean.
+#include "capture_rules.hpp"
+#include "cli_util.hpp"
+#include "commands.hpp"
+#include "host_tools.hpp"
+#include "init_flags.hpp"
+
+#include <fmt/format.h>
+
+#include <unistd.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace sidecar {
+namespace {
+
+using capture::Family;
+
+struct InitFlags {
+  std::string mode = "redirect";
+  std::string inbound_port = "15006";
+  std::string outbound_port = "15001";
+  std::string inbound_ports = "*";
+  std::string exclude_inbound_ports;
+  std::string exclude_outbound_ports;
+  std::string proxy_uid = "1337";
+  std::string proxy_gid = "1337";
+  std::string proxy_mark;
+  bool no_ipv6 = false;
+  bool dry_run = false;
+  bool clean = false;
+};
+
+// Empty chains in the nat table that record what init added besides rules (see capture::add_marker).
+constexpr const char* marker_lo6 = "PODPROXY_ADDED_LO6";
+constexpr const char* marker_rule = "PODPROXY_ADDED_RULE";
+constexpr const char* marker_route = "PODPROXY_ADDED_ROUTE";
+
+capture::CaptureConfig to_config(const InitFlags& flags) {
+  capture::CaptureConfig config;
+  if (flags.mode == "redirect") {
+    config.mode = capture::Mode::redirect;
+  } else if (flags.mode == "tproxy") {
+    config.mode = capture::Mode::tproxy;
+  } else {
+    throw CLI::ValidationError("--mode", "'" + flags.mode + "' is not a mode (redirect or tproxy)");
+  }
+  config.inbound_port = parse_port("--inbound-port", flags.inbound_port);
+  config.outbound_port = parse_port("--outbound-port", flags.outbound_port);
+  if (config.inbound_port == config.outbound_port) {
+    throw CLI::ValidationError("--outbound-port", "must differ from --inbound-port");
+  }
+  config.inbound_ports = parse_port_selection("--inbound-ports", flags.inbound_ports);
+  config.exclude_inbound_ports = parse_port_list("--exclude-inbound-ports", flags.exclude_inbound_ports);
+  config.exclude_outbound_ports = parse_port_list("--exclude-outbound-ports", flags.exclude_outbound_ports);
+  config.proxy_uid = parse_id("--proxy-uid", flags.proxy_uid);
+  config.proxy_gid = parse_id("--proxy-gid", flags.proxy_gid);
+  if (!flags.proxy_mark.empty()) {
+    config.proxy_mark = parse_mark("--proxy-mark", flags.proxy_mark);
+    if (config.mode == capture::Mode::tproxy && *config.proxy_mark == capture::own_pod_mark) {
+      throw CLI::ValidationError("--proxy-mark", fmt::format("{} is the mark TPROXY mode gives the proxy's calls "
+                                                             "to its own pod; choose another",
+                                                             capture::own_pod_mark));
+    }
+  }
+  return config;
+}
+
+[[noreturn]] void fail(int status, const std::string& message) {
+  fmt::print(stderr, "podproxy-sidecar init: {}\n", message);
+  throw CLI::RuntimeError(status);
+}
+
+std::string tool(Family family, const char* v4_name) {
+  return std::string(family == Family::v6 ? "ip6" : "ip") + v4_name;
+}
+
+std::vector<std::string> ip_args(Family family, std::vector<std::string> rest) {
+  rest.insert(rest.begin(), family == Family::v6 ? "-6" : "-4");
+  rest.insert(rest.begin(), "ip");
+  return rest;
+}
+
+std::string join(const std::vector<std::string>& argv) {
+  std::string out;
+  for (const auto& a : argv) out += (out.empty() ? "" : " ") + a;
+  return out;
+}
+
+/// Runs a tool; a failure ends init: exit 2 when it was about privileges, 1 otherwise.
+std::string must_run(const std::vector<std::string>& argv, std::string_view input = {}) {
+  auto result = host::run_tool(argv, input);
+  if (result.status != 0) {
+    const auto status = host::looks_like_permission_error(result.err) ? usage_exit : 1;
+    fail(status, fmt::format("'{}' failed (exit {}): {}", join(argv), result.status, result.err));
+  }
+  return result.out;
+}
+
+// The three things besides rules that init may add, each with its marker and its add/remove commands.
+struct HostItem {
+  const char* marker;
+  std::vector<std::string> add;
+  std::vector<std::string> remove;
+  std::vector<std::string> show;  // prints something when the item exists
+  std::string shown;              // ...containing this
+};
+
+std::vector<HostItem> host_items(const capture::CaptureConfig& config, Family family, bool wanted_only) {
+  std::vector<HostItem> items;
+  const auto mark = std::to_string(config.tproxy_mark);
+  const auto table = std::to_string(config.route_table);
+  if (!wanted_only || config.mode == capture::Mode::tproxy) {
+    items.push_back({marker_rule, ip_args(family, {"rule", "add", "fwmark", mark, "lookup", table}),
+                     ip_args(family, {"rule", "del", "fwmark", mark, "lookup", table}),
+                     ip_args(family, {"rule", "list", "fwmark", mark, "lookup", table}), "lookup"});
+    items.push_back({marker_route, ip_args(family, {"route", "add", "local", "default", "dev", "lo", "table", table}),
+                     ip_args(family, {"route", "del", "local", "default", "dev", "lo", "table", table}),
+                     ip_args(family, {"route", "list", "table", table}), "local default dev lo"});
+  }
+  // Istio adds ::6 to lo for its IPv6 inbound deliveries (the proxy binds it as the source).
+  if (family == Family::v6) {
+    items.push_back({marker_lo6, {"ip", "-6", "addr", "add", "::6/128", "dev", "lo"},
+                     {"ip", "-6", "addr", "del", "::6/128", "dev", "lo"},
+                     {"ip", "-6", "addr", "show", "dev", "lo"}, "inet6 ::6/128"});
+  }
+  return items;
+}
+
+bool item_present(const HostItem& item) {
+  const auto result = host::run_tool(item.show);
+  // `ip route list table N` fails until table N has a route: that is "absent", not an error.
+  if (result.status != 0 && result.err.find("does not exist") != std::string::npos) return false;
+  if (result.status != 0) must_run(item.show);  // reports the failure
+  return result.out.find(item.shown) != std::string::npos;
+}
+
+const char* family_name(Family family) { return family == Family::v6 ? "IPv6" : "IPv4"; }
+
+void dry_run(const capture::CaptureConfig& config, const std::vector<Family>& families) {
+  fmt::print("# podproxy-sidecar init --dry-run: mode {}, inbound port {}, outbound port {}\n",
+             config.mode == capture::Mode::tproxy ? "tproxy" : "redirect", config.inbound_port, config.outbound_port);
+  for (const auto family : families) {
+    fmt::print("# {}: {} --noflush\n", family_name(family), tool(family, "tables-restore"));
+    fmt::print("{}", capture::restore_text(capture::capture_rules(config, family)));
+    for (const auto& item : host_items(config, family, true)) {
+      fmt::print("# {}: {} (unless present)\n", family_name(family), join(item.add));
+    }
+  }
+}
+
+void apply(const capture::CaptureConfig& config, Family family, bool clean, bool dry_run) {
+  const auto saved = capture::parse_saved(must_run({tool(family, "tables-save")}));
+  capture::RuleSet desired;
+  if (!clean) desired = capture::capture_rules(config, family);
+  // Decide, for each host item, whether to add it, keep it, or remove it (only if init added it).
+  std::vector<std::vector<std::string>> after;
+  const auto wanted_items = host_items(config, family, true);
+  for (const auto& item : host_items(config, family, false)) {
+    const bool wanted = !clean && std::any_of(wanted_items.begin(), wanted_items.end(),
+                                              [&](const auto& w) { return std::string_view(w.marker) == item.marker; });
+    const bool marked = saved.has_chain("nat", item.marker);
+    if (wanted) {
+      const bool present = item_present(item);
+      if (!present || marked) capture::add_marker(desired, "nat", item.marker);
+      if (!present) after.push_back(item.add);
+    } else if (marked && item_present(item)) {
+      after.push_back(item.remove);
+    }
+  }
+  const auto transaction = capture::apply_transaction(desired, saved);
+  if (dry_run) {
+    fmt::print("# {}: {} --noflush\n{}", family_name(family), tool(family, "tables-restore"), transaction);
+    for (const auto& argv : after) fmt::print("# {}: {}\n", family_name(family), join(argv));
+    return;
+  }
+  if (!transaction.empty()) must_run({tool(family, "tables-restore"), "--noflush"}, transaction);
+  for (const auto& argv : after) must_run(argv);
+  fmt::print("podproxy-sidecar init: {} capture rules {}\n", family_name(family), clean ? "removed" : "applied");
+}
+
+void run_init(const InitFlags& flags) {
+  const auto config = to_config(flags);
+  std::vector<Family> families{Family::v4};
+  // A kernel without IPv6 (or a namespace where it is disabled) has no /proc/net/if_inet6.
+  if (!flags.no_ipv6 && ::access("/proc/net/if_inet6", F_OK) == 0) families.push_back(Family::v6);
+  if (flags.dry_run && !flags.clean) {
+    dry_run(config, families);
+    return;
+  }
+  for (const auto family : families) {
+    for (const char* name : {"tables-save", "tables-restore"}) {
+      if (host::find_in_path(tool(family, name)).empty()) {
+        fail(usage_exit, fmt::format("'{}' not found in PATH (Debian package: iptables)", tool(family, name)));
+      }
+    }
+  }
+  if (host::find_in_path("ip").empty()) fail(usage_exit, "'ip' not found in PATH (Debian package: iproute2)");
+  if (!host::has_net_admin()) {
+    fail(usage_exit, "not permitted: changing the capture rules needs CAP_NET_ADMIN in this network namespace "
+                     "(run as root, or give the init container NET_ADMIN)");
+  }
+  for (const auto family : families) apply(config, family, flags.clean, flags.dry_run);
+}
+
+}  // namespace
+
+void add_init_command(CLI::App& app) {
+  auto* cmd = app.add_subcommand("init", "Write the capture rules (iptables, like istio-iptables) into this network "
+                                         "namespace; --clean removes exactly them");
+  auto flags = std::make_shared<InitFlags>();
+  cmd->add_option("--mode", flags->mode, "redirect (nat REDIRECT) or tproxy (mangle TPROXY, keeps the client's "
+                                         "address; needs a transparent inbound listener)")
+      ->capture_default_str();
+  cmd->add_option("--inbound-port", flags->inbound_port, "Port of the inbound listener")->capture_default_str();
+  cmd->add_option("--outbound-port", flags->outbound_port, "Port of the outbound listener")->capture_default_str();
+  cmd->add_option("--inbound-ports", flags->inbound_ports,
+                  "Inbound ports to capture: '*' for all, or a comma-separated list ('' for none)")
+      ->capture_default_str();
+  cmd->add_option("--exclude-inbound-ports", flags->exclude_inbound_ports,
+                  "Comma-separated inbound ports never captured (besides the sidecar's own 15000,15001,15006,"
+                  "15020,15021,15090)");
+  cmd->add_option("--exclude-outbound-ports", flags->exclude_outbound_ports,
+                  "Comma-separated destination ports never captured outbound");
+  cmd->add_option("--proxy-uid", flags->proxy_uid, "Uid of the proxy: its own traffic is not captured")
+      ->capture_default_str();
+  cmd->add_option("--proxy-gid", flags->proxy_gid, "Gid of the proxy: its own traffic is not captured")
+      ->capture_default_str();
+  cmd->add_option("--proxy-mark", flags->proxy_mark,
+                  "SO_MARK the proxy puts on its sockets (run --mark N): exempted like the proxy's uid");
+  cmd->add_flag("--no-ipv6", flags->no_ipv6, "Write IPv4 rules only (default: IPv6 too, when the kernel has it)");
+  cmd->add_flag("--dry-run", flags->dry_run, "Print the rules (iptables-restore input) and change nothing; with "
+                                             "--clean, print what would be removed");
+  cmd->add_flag("--clean", flags->clean, "Remove what init added (PODPROXY_ chains, the rules jumping to them, and "
+                                         "the ip rule, route and ::6 address init added), nothing else");
+  cmd->callback([flags] { run_init(*flags); });
+}
+
+}  // namespace sidecar

@@ -1,0 +1,189 @@
+// Unit tests of init's rule generation and of the --noflush transactions that apply and remove it.
+#include "capture_rules.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <algorithm>
+#include <string>
+
+using namespace sidecar::capture;
+
+namespace {
+
+bool has_line(const std::string& text, const std::string& line) {
+  return text.find("\n" + line + "\n") != std::string::npos || text.rfind(line + "\n", 0) == 0;
+}
+
+std::size_t line_index(const std::string& text, const std::string& line) {
+  const auto at = text.find("\n" + line + "\n");
+  REQUIRE(at != std::string::npos);
+  return at;
+}
+
+}  // namespace
+
+TEST_CASE("capture rules: redirect mode mirrors istio-iptables' nat chains in order", "[init]") {
+  const auto text = restore_text(capture_rules(CaptureConfig{}, Family::v4));
+  CHECK(text.rfind("*nat\n", 0) == 0);
+  CHECK(text.find("*mangle") == std::string::npos);
+  CHECK(has_line(text, "-A PREROUTING -p tcp -j PODPROXY_INBOUND"));
+  CHECK(has_line(text, "-A OUTPUT -p tcp -j PODPROXY_OUTPUT"));
+  CHECK(has_line(text, "-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006"));
+  CHECK(has_line(text, "-A PODPROXY_REDIRECT -p tcp -j REDIRECT --to-ports 15001"));
+  for (const int port : {15000, 15001, 15006, 15020, 15021, 15090}) {
+    CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp --dport " + std::to_string(port) + " -j RETURN"));
+  }
+  CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp -j PODPROXY_IN_REDIRECT"));
+  // Istio's outbound rules 1-6, in this order.
+  const std::vector<std::string> order{
+      "-A PODPROXY_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN",
+      "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j PODPROXY_IN_REDIRECT",
+      "-A PODPROXY_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN",
+      "-A PODPROXY_OUTPUT -m owner --uid-owner 1337 -j RETURN",
+      "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --gid-owner 1337 -j PODPROXY_IN_REDIRECT",
+      "-A PODPROXY_OUTPUT -o lo -m owner ! --gid-owner 1337 -j RETURN",
+      "-A PODPROXY_OUTPUT -m owner --gid-owner 1337 -j RETURN",
+      "-A PODPROXY_OUTPUT -d 127.0.0.1/32 -j RETURN",
+      "-A PODPROXY_OUTPUT -j PODPROXY_REDIRECT",
+  };
+  for (std::size_t i = 1; i < order.size(); ++i) {
+    INFO(order[i]);
+    CHECK(line_index(text, order[i - 1]) < line_index(text, order[i]));
+  }
+}
+
+TEST_CASE("capture rules: IPv6 uses ::6 and ::1 where IPv4 uses 127.0.0.6 and 127.0.0.1", "[init]") {
+  const auto text = restore_text(capture_rules(CaptureConfig{}, Family::v6));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -o lo -s ::6/128 -j RETURN"));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -d ::1/128 -j RETURN"));
+  CHECK(text.find("127.0.0") == std::string::npos);
+}
+
+TEST_CASE("capture rules: flags change ports, ids, exclusions and the inbound port list", "[init]") {
+  CaptureConfig config;
+  config.inbound_port = 16006;
+  config.outbound_port = 16001;
+  config.inbound_ports = std::vector<std::uint16_t>{9090, 8080, 8080};
+  config.exclude_inbound_ports = {22};
+  config.exclude_outbound_ports = {5432, 443};
+  config.proxy_uid = 2000;
+  config.proxy_gid = 3000;
+  config.proxy_mark = 0x10;
+  const auto text = restore_text(capture_rules(config, Family::v4));
+  CHECK(has_line(text, "-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 16006"));
+  CHECK(has_line(text, "-A PODPROXY_REDIRECT -p tcp -j REDIRECT --to-ports 16001"));
+  CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp --dport 16006 -j RETURN"));
+  CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp --dport 22 -j RETURN"));
+  CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp --dport 8080 -j PODPROXY_IN_REDIRECT"));
+  CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp --dport 9090 -j PODPROXY_IN_REDIRECT"));
+  CHECK(!has_line(text, "-A PODPROXY_INBOUND -p tcp -j PODPROXY_IN_REDIRECT"));
+  CHECK(text.find("--dport 8080 -j PODPROXY_IN_REDIRECT") == text.rfind("--dport 8080 -j PODPROXY_IN_REDIRECT"));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -p tcp --dport 443 -j RETURN"));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -p tcp --dport 5432 -j RETURN"));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -m owner --uid-owner 2000 -j RETURN"));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -m owner --gid-owner 3000 -j RETURN"));
+  // The mark exemption comes before the owner rules (a marking proxy may run as any uid: rule 3 would
+  // otherwise let its calls to its own pod bypass the inbound listener).
+  CHECK(line_index(text, "-A PODPROXY_OUTPUT -m mark --mark 16 -j RETURN") <
+        line_index(text, "-A PODPROXY_OUTPUT -o lo -m owner ! --uid-owner 2000 -j RETURN"));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m mark --mark 16 -j PODPROXY_IN_REDIRECT"));
+}
+
+TEST_CASE("capture rules: an empty inbound port list captures nothing inbound", "[init]") {
+  CaptureConfig config;
+  config.inbound_ports = std::vector<std::uint16_t>{};
+  const auto text = restore_text(capture_rules(config, Family::v4));
+  CHECK(text.find("-A PODPROXY_INBOUND -p tcp -j PODPROXY_IN_REDIRECT") == std::string::npos);
+  CHECK(text.find(" -j PODPROXY_IN_REDIRECT\n-A PODPROXY_OUTPUT -o lo -s") == std::string::npos);
+  // Only the outbound rule 2 still sends anything to the inbound listener.
+  std::size_t to_inbound = 0;
+  for (std::size_t at = text.find("-j PODPROXY_IN_REDIRECT"); at != std::string::npos;
+       at = text.find("-j PODPROXY_IN_REDIRECT", at + 1)) {
+    ++to_inbound;
+  }
+  CHECK(to_inbound == 2);  // uid and gid variants of rule 2
+}
+
+TEST_CASE("capture rules: TPROXY mode captures inbound in mangle as Istio does", "[init]") {
+  CaptureConfig config;
+  config.mode = Mode::tproxy;
+  const auto set = capture_rules(config, Family::v4);
+  const auto text = restore_text(set);
+  CHECK(text.rfind("*mangle\n", 0) == 0);
+  CHECK(has_line(text, "-A PREROUTING -p tcp -j PODPROXY_PREROUTING"));
+  CHECK(has_line(text, "-A PODPROXY_TPROXY ! -d 127.0.0.1/32 -p tcp -j TPROXY --on-port 15006 --tproxy-mark 1337/0xffffffff"));
+  CHECK(has_line(text, "-A PODPROXY_DIVERT -j MARK --set-mark 1337"));
+  CHECK(has_line(text, "-A PODPROXY_PREROUTING -p tcp -m mark --mark 1337 -j CONNMARK --save-mark"));
+  CHECK(has_line(text, "-A PODPROXY_OUTPUT -p tcp -m connmark --mark 1337 -j CONNMARK --restore-mark"));
+  CHECK(has_line(text, "-A PODPROXY_INBOUND -p tcp -s 127.0.0.6/32 -i lo -j RETURN"));
+  CHECK(line_index(text, "-A PODPROXY_INBOUND -p tcp --dport 15021 -j RETURN") <
+        line_index(text, "-A PODPROXY_INBOUND -p tcp -j PODPROXY_TPROXY"));
+  // nat keeps outbound capture but has no inbound hook in this mode.
+  CHECK(!has_line(text, "-A PREROUTING -p tcp -j PODPROXY_INBOUND"));
+  CHECK(has_line(text, "-A OUTPUT -p tcp -j PODPROXY_OUTPUT"));
+  const auto v6 = restore_text(capture_rules(config, Family::v6));
+  CHECK(has_line(v6, "-A PODPROXY_TPROXY ! -d ::1/128 -p tcp -j TPROXY --on-port 15006 --tproxy-mark 1337/0xffffffff"));
+}
+
+TEST_CASE("saved state: only PODPROXY_ chains and the rules jumping to them are ours", "[init]") {
+  const std::string saved = "# Generated by iptables-save\n"
+                            "*nat\n"
+                            ":PREROUTING ACCEPT [0:0]\n"
+                            ":OUTPUT ACCEPT [0:0]\n"
+                            ":USER_CHAIN - [0:0]\n"
+                            ":PODPROXY_OUTPUT - [0:0]\n"
+                            ":PODPROXY_OLD - [0:0]\n"
+                            "-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN\n"
+                            "-A OUTPUT -p tcp -j PODPROXY_OUTPUT\n"
+                            "-A USER_CHAIN -g PODPROXY_OLD\n"
+                            "-A PODPROXY_OUTPUT -j PODPROXY_OLD\n"
+                            "COMMIT\n"
+                            "*filter\n"
+                            ":INPUT ACCEPT [0:0]\n"
+                            "-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n"
+                            "COMMIT\n";
+  const auto state = parse_saved(saved);
+  CHECK(state.has_chain("nat", "PODPROXY_OUTPUT"));
+  CHECK(state.has_chain("nat", "PODPROXY_OLD"));
+  CHECK_FALSE(state.has_chain("nat", "USER_CHAIN"));
+  CHECK_FALSE(state.has_chain("filter", "PODPROXY_OUTPUT"));
+  REQUIRE(state.tables.at("nat").hooks.size() == 2);
+  CHECK(state.tables.at("nat").hooks[0] == "-A OUTPUT -p tcp -j PODPROXY_OUTPUT");
+  CHECK(state.tables.at("nat").hooks[1] == "-A USER_CHAIN -g PODPROXY_OLD");
+  CHECK(state.tables.count("filter") == 0);
+
+  SECTION("applying keeps an existing hook in place, drops stale ones and chains no longer wanted") {
+    const auto tx = apply_transaction(capture_rules(CaptureConfig{}, Family::v4), state);
+    CHECK(has_line(tx, ":PODPROXY_OUTPUT - [0:0]"));
+    CHECK(!has_line(tx, "-A OUTPUT -p tcp -j PODPROXY_OUTPUT"));  // already there: not appended twice
+    CHECK(has_line(tx, "-A PREROUTING -p tcp -j PODPROXY_INBOUND"));
+    CHECK(has_line(tx, "-D USER_CHAIN -g PODPROXY_OLD"));
+    CHECK(line_index(tx, "-F PODPROXY_OLD") < line_index(tx, "-X PODPROXY_OLD"));
+    CHECK(tx.find("9999") == std::string::npos);
+    CHECK(tx.find("*filter") == std::string::npos);
+  }
+  SECTION("cleaning deletes every hook and chain of ours and nothing else") {
+    const auto tx = clean_transaction(state);
+    CHECK(tx == "*nat\n"
+                "-D OUTPUT -p tcp -j PODPROXY_OUTPUT\n"
+                "-D USER_CHAIN -g PODPROXY_OLD\n"
+                "-F PODPROXY_OUTPUT\n-F PODPROXY_OLD\n"
+                "-X PODPROXY_OUTPUT\n-X PODPROXY_OLD\n"
+                "COMMIT\n");
+  }
+}
+
+TEST_CASE("saved state: cleaning a namespace without our rules does nothing", "[init]") {
+  const auto state = parse_saved("*nat\n:PREROUTING ACCEPT [0:0]\n-A PREROUTING -j RETURN\nCOMMIT\n");
+  CHECK(state.empty());
+  CHECK(clean_transaction(state).empty());
+}
+
+TEST_CASE("markers: an added marker is declared as an empty chain", "[init]") {
+  auto set = capture_rules(CaptureConfig{}, Family::v6);
+  add_marker(set, "nat", "PODPROXY_ADDED_LO6");
+  CHECK(has_line(restore_text(set), ":PODPROXY_ADDED_LO6 - [0:0]"));
+  RuleSet empty;
+  add_marker(empty, "nat", "PODPROXY_ADDED_RULE");
+  CHECK(restore_text(empty) == "*nat\n:PODPROXY_ADDED_RULE - [0:0]\nCOMMIT\n");
+}

@@ -1,0 +1,93 @@
+# init's rules in a namespace of the test's own: --dry-run prints Istio's rules and changes nothing;
+# applying twice changes nothing; --clean leaves the tables (and the user's own rules) exactly as before.
+source "$(dirname "$0")/lib.sh"
+
+make_ns pod >/dev/null   # not in $(...): make_ns must run in this shell to be removed on exit
+POD="${TEST_TAG}-pod"
+in_pod() { ip netns exec "$POD" "$@"; }
+
+# Everything init could touch, without iptables-save's timestamp comments.
+snapshot() {
+  in_pod sh -c 'iptables-save; ip6tables-save; ip -4 rule; ip -6 rule; ip -4 route show table all;
+                ip -6 route show table all; ip addr show dev lo' | grep -v '^#'
+}
+
+# A user's own rules in every table and family init writes to: they must survive init and --clean.
+in_pod iptables -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
+in_pod ip6tables -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
+in_pod iptables -t nat -A PREROUTING -p tcp --dport 9998 -j RETURN
+in_pod iptables -t mangle -A OUTPUT -p tcp --dport 9999 -j RETURN
+in_pod ip6tables -t mangle -A OUTPUT -p tcp --dport 9999 -j RETURN
+before=$(snapshot)
+
+# --- dry run: the expected rules, nothing changed
+dry=$(in_pod "$SIDECAR" init --dry-run)
+for rule in \
+  '-A PREROUTING -p tcp -j PODPROXY_INBOUND' \
+  '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' \
+  '-A PODPROXY_INBOUND -p tcp --dport 15021 -j RETURN' \
+  '-A PODPROXY_INBOUND -p tcp --dport 15090 -j RETURN' \
+  '-A PODPROXY_INBOUND -p tcp -j PODPROXY_IN_REDIRECT' \
+  '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' \
+  '-A PODPROXY_REDIRECT -p tcp -j REDIRECT --to-ports 15001' \
+  '-A PODPROXY_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN' \
+  '-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j PODPROXY_IN_REDIRECT' \
+  '-A PODPROXY_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN' \
+  '-A PODPROXY_OUTPUT -m owner --gid-owner 1337 -j RETURN' \
+  '-A PODPROXY_OUTPUT -d 127.0.0.1/32 -j RETURN' \
+  '-A PODPROXY_OUTPUT -j PODPROXY_REDIRECT' \
+  '-A PODPROXY_OUTPUT -o lo -s ::6/128 -j RETURN' \
+  '-A PODPROXY_OUTPUT -d ::1/128 -j RETURN' \
+  '# IPv6: ip -6 addr add ::6/128 dev lo (unless present)'; do
+  grep -qxF -- "$rule" <<<"$dry" || fail "dry run lacks: $rule"
+done
+[ "$(grep -c '^COMMIT$' <<<"$dry")" = 2 ] || fail "dry run: expected one IPv4 and one IPv6 transaction"
+[ "$(snapshot)" = "$before" ] || fail "--dry-run changed the namespace"
+pass "init --dry-run prints Istio's chains and rules and changes nothing"
+
+dry=$(in_pod "$SIDECAR" init --dry-run --inbound-ports 8080,9090 --exclude-inbound-ports 22 \
+  --exclude-outbound-ports 5432 --proxy-uid 2000 --proxy-gid 3000 --proxy-mark 0x10 --no-ipv6)
+for rule in \
+  '-A PODPROXY_INBOUND -p tcp --dport 8080 -j PODPROXY_IN_REDIRECT' \
+  '-A PODPROXY_INBOUND -p tcp --dport 9090 -j PODPROXY_IN_REDIRECT' \
+  '-A PODPROXY_INBOUND -p tcp --dport 22 -j RETURN' \
+  '-A PODPROXY_OUTPUT -p tcp --dport 5432 -j RETURN' \
+  '-A PODPROXY_OUTPUT -m owner --uid-owner 2000 -j RETURN' \
+  '-A PODPROXY_OUTPUT -m owner --gid-owner 3000 -j RETURN' \
+  '-A PODPROXY_OUTPUT -m mark --mark 16 -j RETURN'; do
+  grep -qxF -- "$rule" <<<"$dry" || fail "dry run with flags lacks: $rule"
+done
+! grep -qxF -- '-A PODPROXY_INBOUND -p tcp -j PODPROXY_IN_REDIRECT' <<<"$dry" || fail "--inbound-ports still captures all"
+! grep -q '::6' <<<"$dry" || fail "--no-ipv6 still writes IPv6 rules"
+pass "init --dry-run follows --inbound-ports, the exclusions, uid, gid, mark and --no-ipv6"
+
+# --- apply, twice
+in_pod "$SIDECAR" init >/dev/null
+first=$(snapshot)
+[ "$first" != "$before" ] || fail "init changed nothing"
+in_pod iptables-save -t nat | grep -qx -- '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' ||
+  fail "applied rules lack the inbound redirect"
+in_pod ip6tables-save -t nat | grep -qx -- '-A PODPROXY_OUTPUT -s ::6/128 -o lo -j RETURN' || fail "no IPv6 rules"
+in_pod ip -6 addr show dev lo | grep -q 'inet6 ::6/128' || fail "::6 not added to lo"
+# The user's rules keep their place in front of ours.
+in_pod iptables-save -t nat | grep -A1 -x -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' |
+  grep -qx -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' || fail "the user's OUTPUT rule moved"
+in_pod "$SIDECAR" init >/dev/null
+[ "$(snapshot)" = "$first" ] || { diff <(echo "$first") <(snapshot) >&2; fail "applying twice changed the tables"; }
+pass "init applied; applying it again changes nothing (iptables-save, ip6tables-save, rules, routes identical)"
+
+# --- clean
+in_pod "$SIDECAR" init --clean >/dev/null
+[ "$(snapshot)" = "$before" ] || { diff <(echo "$before") <(snapshot) >&2; fail "--clean did not restore the namespace"; }
+in_pod iptables-save -t nat | grep -qx -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' || fail "user rule lost"
+in_pod "$SIDECAR" init --clean >/dev/null   # nothing left to remove: still succeeds
+[ "$(snapshot)" = "$before" ] || fail "a second --clean changed something"
+pass "init --clean leaves the tables exactly as before, the user's rules included"
+
+# --- an address init did not add is not init's to remove
+in_pod ip -6 addr add ::6/128 dev lo
+before=$(snapshot)
+in_pod "$SIDECAR" init >/dev/null
+in_pod "$SIDECAR" init --clean >/dev/null
+[ "$(snapshot)" = "$before" ] || fail "--clean removed a ::6 that was there before init"
+pass "--clean keeps a ::6 address that existed before init"
