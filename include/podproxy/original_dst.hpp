@@ -23,11 +23,13 @@ namespace podproxy {
   ec.clear();
   const int fd = socket.native_handle();
   sockaddr_storage storage{};
-  socklen_t length = sizeof(storage);
   const auto local = socket.local_endpoint(ec);
   if (ec) return std::nullopt;
   // A dual-stack listener hands IPv4 clients over as v4-mapped IPv6: their NAT entry is an IPv4 one.
   const bool v6 = local.address().is_v6() && !local.address().to_v6().is_v4_mapped();
+  // Ask for exactly one sockaddr_in (sockaddr_in6): the IPv4 getsockopt fills it but leaves a larger
+  // length as it was, so the length it returns cannot tell how much it wrote.
+  socklen_t length = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   const int rc = v6 ? ::getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &storage, &length)
                     : ::getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &storage, &length);
   if (rc != 0) {

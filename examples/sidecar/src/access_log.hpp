@@ -1,0 +1,67 @@
+// The access log: one line per finished connection, on stdout, in a fixed, greppable format.
+//
+//   [2026-11-26T00:00:00.123Z] inbound 10.0.0.9:51234 -> 10.0.0.5:8080 upstream=127.0.0.1:8080
+//     src=127.0.0.6:40000 rx=5 tx=5 dur_ms=3 flags=- end=completed error=-
+//
+// (one line in the log). Fields, always present and in this order:
+//   [time]        when the connection was accepted, UTC, milliseconds
+//   listener      inbound | outbound
+//   PEER -> DST   the client's address, and the original destination it dialed
+//   upstream=     what the policy chose to dial ("-" when it refused)
+//   src=          the upstream socket's local address once connected ("-" when it never connected)
+//   rx= tx=       bytes read from the client / written to the client
+//   dur_ms=       how long the connection lived
+//   flags=        Envoy-style response flags: - UF UT NR UR DR SI DT (podproxy::response_flags)
+//   end=          how it ended (podproxy::to_string(ConnectionEnd))
+//   error=        the upstream connect error, quoted, or "-"
+#pragma once
+
+#include <podproxy/connection_record.hpp>
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <ctime>
+#include <string>
+#include <string_view>
+
+namespace sidecar {
+
+/// IPv4 as 1.2.3.4:80, IPv6 as [::1]:80, v4-mapped IPv6 as the IPv4 it is.
+inline std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
+  auto address = ep.address();
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
+  }
+  if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), ep.port());
+  return fmt::format("{}:{}", address.to_string(), ep.port());
+}
+
+/// RFC 3339 UTC with milliseconds: 2026-11-26T00:00:00.123Z.
+inline std::string utc_timestamp(std::chrono::system_clock::time_point when) {
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(when.time_since_epoch()).count();
+  const std::time_t seconds = static_cast<std::time_t>(millis / 1000);
+  std::tm utc{};
+  ::gmtime_r(&seconds, &utc);
+  char date[32];
+  std::strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%S", &utc);
+  return fmt::format("{}.{:03}Z", date, millis % 1000);
+}
+
+/// The access-log line for one connection (no trailing newline).
+inline std::string access_log_line(std::string_view listener, const podproxy::ConnectionRecord& record) {
+  const auto duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(record.duration).count();
+  std::string error = "-";
+  if (record.error) {
+    error = "\"" + record.error.message() + "\"";
+  }
+  return fmt::format("[{}] {} {} -> {} upstream={} src={} rx={} tx={} dur_ms={} flags={} end={} error={}",
+                     utc_timestamp(record.start), listener, endpoint_text(record.downstream.peer),
+                     endpoint_text(record.downstream.original_destination),
+                     record.upstream ? endpoint_text(record.upstream->endpoint) : "-",
+                     record.upstream_local ? endpoint_text(*record.upstream_local) : "-",
+                     record.bytes_from_downstream, record.bytes_from_upstream, duration_ms,
+                     podproxy::response_flags(record.end), podproxy::to_string(record.end), error);
+}
+
+}  // namespace sidecar

@@ -1,0 +1,224 @@
+// The admin HTTP responder and the readiness client (see http.hpp for why they are hand-written).
+#include "http.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/post.hpp>
+#include <asio/read.hpp>
+#include <asio/read_until.hpp>
+#include <asio/steady_timer.hpp>
+#include <asio/this_coro.hpp>
+#include <asio/use_awaitable.hpp>
+#include <asio/write.hpp>
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <system_error>
+
+namespace sidecar::http {
+
+namespace {
+
+using asio::experimental::as_tuple;
+using namespace asio::experimental::awaitable_operators;
+
+bool is_token_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
+}
+
+}  // namespace
+
+std::variant<Request, int> parse_request(std::string_view head) {
+  const auto line_end = head.find("\r\n");
+  if (line_end == std::string_view::npos) return 400;
+  const auto line = head.substr(0, line_end);
+  const auto first_space = line.find(' ');
+  if (first_space == std::string_view::npos || first_space == 0) return 400;
+  const auto second_space = line.find(' ', first_space + 1);
+  if (second_space == std::string_view::npos || second_space == first_space + 1) return 400;
+  const auto method = line.substr(0, first_space);
+  const auto target = line.substr(first_space + 1, second_space - first_space - 1);
+  const auto version = line.substr(second_space + 1);
+  if (!std::ranges::all_of(method, is_token_char)) return 400;
+  if (target.front() != '/' || std::ranges::any_of(target, [](char c) { return c <= ' ' || c == 0x7f; })) return 400;
+  if (version.substr(0, 5) != "HTTP/") return 400;
+  if (version != "HTTP/1.1" && version != "HTTP/1.0") return 505;
+  const auto question = target.find('?');
+  return Request{std::string(method), std::string(target.substr(0, question)),
+                 question == std::string_view::npos ? std::string() : std::string(target.substr(question + 1))};
+}
+
+std::string_view reason_phrase(int status) noexcept {
+  switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+  }
+}
+
+std::string serialize(const Response& response, bool head_only) {
+  std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", response.status,
+                                reason_phrase(response.status), response.content_type, response.body.size());
+  if (response.status == 405) out += "Allow: GET, HEAD\r\n";
+  out += "Connection: close\r\n\r\n";
+  if (!head_only) out += response.body;
+  return out;
+}
+
+Server::Server(asio::any_io_executor executor, asio::ip::tcp::endpoint endpoint, Handler handler,
+               std::size_t max_connections, std::chrono::milliseconds request_timeout)
+    : executor_(std::move(executor)),
+      strand_(asio::make_strand(executor_)),
+      acceptor_(strand_),
+      handler_(std::move(handler)),
+      max_connections_(max_connections),
+      request_timeout_(request_timeout) {
+  const auto fail = [&](std::error_code ec, const char* what) {
+    throw std::system_error(ec, fmt::format("listen on {}:{}: {}", endpoint.address().to_string(), endpoint.port(), what));
+  };
+  std::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  if (ec) fail(ec, "socket");
+  acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+  if (ec) fail(ec, "SO_REUSEADDR");
+  acceptor_.bind(endpoint, ec);
+  if (ec) fail(ec, "bind");
+  acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+  if (ec) fail(ec, "listen");
+  local_ = acceptor_.local_endpoint();
+}
+
+void Server::start() { asio::co_spawn(strand_, accept_loop(), asio::detached); }
+
+void Server::close() {
+  asio::post(strand_, [this] {
+    std::error_code ignored;
+    acceptor_.close(ignored);
+  });
+}
+
+asio::awaitable<void> Server::accept_loop() {
+  asio::steady_timer backoff(strand_);
+  while (acceptor_.is_open()) {
+    auto [ec, socket] = co_await acceptor_.async_accept(asio::make_strand(executor_), as_tuple(asio::use_awaitable));
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
+    if (ec) {
+      // Out of descriptors or memory: pause instead of spinning; anything else concerns one client.
+      backoff.expires_after(std::chrono::milliseconds(100));
+      co_await backoff.async_wait(as_tuple(asio::use_awaitable));
+      continue;
+    }
+    if (open_->load() >= max_connections_) continue;  // the socket closes here: a bounded server
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, serve(std::move(socket)), asio::detached);
+  }
+}
+
+asio::awaitable<void> Server::serve(asio::ip::tcp::socket socket) {
+  open_->fetch_add(1);
+  struct Release {
+    std::shared_ptr<std::atomic<std::size_t>> open;
+    ~Release() { open->fetch_sub(1); }
+  } release{open_};
+
+  std::string head;
+  asio::steady_timer timer(socket.get_executor());
+  timer.expires_after(request_timeout_);
+  auto read = co_await (asio::async_read_until(socket, asio::dynamic_buffer(head, max_request_head), "\r\n\r\n",
+                                               as_tuple(asio::use_awaitable)) ||
+                        timer.async_wait(as_tuple(asio::use_awaitable)));
+  Response response;
+  bool head_only = false;
+  if (read.index() == 1) {
+    response = {408, "request timeout\n"};
+  } else if (const auto [ec, n] = std::get<0>(read); ec) {
+    if (ec != asio::error::not_found) co_return;  // the client went away: nobody to answer
+    response = {431, "request head too large\n"};  // the buffer's limit was reached before the blank line
+  } else {
+    auto parsed = parse_request(std::string_view(head).substr(0, n));
+    if (const int* status = std::get_if<int>(&parsed)) {
+      response = {*status, std::string(reason_phrase(*status)) + "\n"};
+    } else {
+      const auto& request = std::get<Request>(parsed);
+      if (request.method != "GET" && request.method != "HEAD") {
+        response = {405, "only GET and HEAD\n"};
+      } else {
+        head_only = request.method == "HEAD";
+        try {
+          response = handler_(request);
+        } catch (const std::exception& e) {
+          response = {500, std::string(e.what()) + "\n"};
+        }
+      }
+    }
+  }
+  const std::string bytes = serialize(response, head_only);
+  timer.expires_after(request_timeout_);
+  co_await (asio::async_write(socket, asio::buffer(bytes), as_tuple(asio::use_awaitable)) ||
+            timer.async_wait(as_tuple(asio::use_awaitable)));
+  // FIN, then read what the client may still send (a body we ignored) until it closes, so that closing
+  // with unread bytes does not turn into a RST that could destroy the response in flight.
+  std::error_code ignored;
+  socket.shutdown(asio::socket_base::shutdown_send, ignored);
+  std::array<char, 1024> sink{};
+  std::size_t drained = 0;
+  timer.expires_after(std::chrono::seconds(1));
+  while (drained < 64 * 1024) {
+    auto rest = co_await (socket.async_read_some(asio::buffer(sink), as_tuple(asio::use_awaitable)) ||
+                          timer.async_wait(as_tuple(asio::use_awaitable)));
+    if (rest.index() == 1) break;
+    const auto [ec, n] = std::get<0>(rest);
+    if (ec) break;
+    drained += n;
+  }
+  socket.close(ignored);
+}
+
+asio::awaitable<ClientResult> get_status(asio::ip::tcp::endpoint endpoint, std::string host, std::string target,
+                                         std::chrono::milliseconds timeout) {
+  auto executor = co_await asio::this_coro::executor;
+  asio::ip::tcp::socket socket(executor);
+  asio::steady_timer timer(executor);
+  timer.expires_after(timeout);
+  auto connected = co_await (socket.async_connect(endpoint, as_tuple(asio::use_awaitable)) ||
+                             timer.async_wait(as_tuple(asio::use_awaitable)));
+  if (connected.index() == 1) co_return ClientResult{{}, "connect timed out"};
+  if (const auto [ec] = std::get<0>(connected); ec) co_return ClientResult{{}, ec.message()};
+
+  const std::string request =
+      fmt::format("GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: podproxy-sidecar-wait\r\nConnection: close\r\n\r\n",
+                  target, host);
+  auto written = co_await (asio::async_write(socket, asio::buffer(request), as_tuple(asio::use_awaitable)) ||
+                           timer.async_wait(as_tuple(asio::use_awaitable)));
+  if (written.index() == 1) co_return ClientResult{{}, "request timed out"};
+  if (const auto [ec, n] = std::get<0>(written); ec) co_return ClientResult{{}, ec.message()};
+
+  std::string line;
+  auto read = co_await (asio::async_read_until(socket, asio::dynamic_buffer(line, 1024), "\r\n",
+                                               as_tuple(asio::use_awaitable)) ||
+                        timer.async_wait(as_tuple(asio::use_awaitable)));
+  if (read.index() == 1) co_return ClientResult{{}, "response timed out"};
+  if (const auto [ec, n] = std::get<0>(read); ec) co_return ClientResult{{}, ec.message()};
+  // "HTTP/1.1 200 OK"
+  int status = 0;
+  if (line.size() < 12 || line.compare(0, 5, "HTTP/") != 0 || line[8] != ' ' ||
+      std::from_chars(line.data() + 9, line.data() + 12, status).ptr != line.data() + 12) {
+    co_return ClientResult{{}, "not an HTTP response"};
+  }
+  co_return ClientResult{status, {}};
+}
+
+}  // namespace sidecar::http

@@ -1,0 +1,79 @@
+// Parsers for the values only `run` and `wait` take (cli_util.hpp has the shared ones). Each throws
+// CLI::ValidationError naming the flag, so a bad value ends in a clear message and exit status 2.
+#pragma once
+
+#include "cli_util.hpp"
+
+#include <asio/ip/tcp.hpp>
+
+#include <charconv>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace sidecar {
+
+/// A whole number in [min, max].
+inline std::uint64_t parse_number(std::string_view flag, std::string_view text, std::uint64_t min,
+                                  std::uint64_t max) {
+  std::uint64_t value = 0;
+  const auto* end = text.data() + text.size();
+  const auto [ptr, ec] = std::from_chars(text.data(), end, value);
+  if (text.empty() || ec != std::errc{} || ptr != end || value < min || value > max) {
+    throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not a whole number in " +
+                                                      std::to_string(min) + ".." + std::to_string(max));
+  }
+  return value;
+}
+
+/// A user or group id (numeric, as in a pod's securityContext): 0..4294967294 (-1 means "unchanged" to
+/// the kernel, so it is not a valid id).
+inline std::uint32_t parse_id(std::string_view flag, std::string_view text) {
+  return static_cast<std::uint32_t>(parse_number(flag, text, 0, std::numeric_limits<std::uint32_t>::max() - 1));
+}
+
+/// A firewall mark for SO_MARK: 1..4294967295 (0 is "no mark").
+inline std::uint32_t parse_mark(std::string_view flag, std::string_view text) {
+  return static_cast<std::uint32_t>(parse_number(flag, text, 1, std::numeric_limits<std::uint32_t>::max()));
+}
+
+/// `--inbound-default-endpoint PORT=HOST:PORT`: connections whose original destination port is PORT go to
+/// HOST:PORT instead of where the inbound policy says (Istio's Sidecar `ingress[].defaultEndpoint`).
+inline std::pair<std::uint16_t, asio::ip::tcp::endpoint> parse_default_endpoint(std::string_view flag,
+                                                                                  std::string_view text) {
+  const auto equals = text.find('=');
+  if (equals == std::string_view::npos) {
+    throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not PORT=HOST:PORT");
+  }
+  return {parse_port(flag, text.substr(0, equals)), parse_endpoint(flag, text.substr(equals + 1))};
+}
+
+/// An http://HOST:PORT/PATH URL with an IP address for HOST (what `wait --url` polls). No https: the
+/// readiness endpoint is plain HTTP inside the pod.
+struct HttpUrl {
+  asio::ip::tcp::endpoint endpoint;
+  std::string host_header;  ///< HOST:PORT as written
+  std::string target;       ///< the path and query, "/" at least
+};
+
+inline HttpUrl parse_http_url(std::string_view flag, std::string_view text) {
+  constexpr std::string_view scheme = "http://";
+  if (text.substr(0, scheme.size()) != scheme) {
+    throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not an http://HOST:PORT/PATH URL");
+  }
+  auto rest = text.substr(scheme.size());
+  const auto slash = rest.find('/');
+  const auto authority = rest.substr(0, slash);
+  HttpUrl url{parse_endpoint(flag, authority), std::string(authority),
+              slash == std::string_view::npos ? "/" : std::string(rest.substr(slash))};
+  for (const char c : url.target) {
+    if (c <= ' ' || c == 0x7f) {
+      throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "': the path has a space or control character");
+    }
+  }
+  return url;
+}
+
+}  // namespace sidecar
