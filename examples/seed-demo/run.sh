@@ -47,22 +47,25 @@ for pkg in "${wanted[@]}"; do
 done
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$install" -eq 1 ] || refuse "missing packages: ${missing[*]} (and --no-install was given)"
-  say "== installing: ${missing[*]}"
+  say "== installing: ${missing[*]} (apt-get's output goes to /tmp/ppdemo-apt.log)"
   export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq || refuse "apt-get update failed"
-  apt-get install -y -qq "${missing[@]}" || refuse "apt-get install ${missing[*]} failed"
+  { apt-get update && apt-get install -y "${missing[@]}"; } >/tmp/ppdemo-apt.log 2>&1 \
+    || { tail -n 20 /tmp/ppdemo-apt.log >&2; refuse "apt-get could not install ${missing[*]}"; }
 fi
 
 # --- 2. can this machine do it? (probe in a namespace of our own, before spending time on a build) -------------
 tag="ppdemo$$"
 probe="$tag-probe"
-ip netns add "$probe" 2>/dev/null || refuse "network namespaces are unavailable ('ip netns add' failed)"
-probe_ok=1
-ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp --dport 9 -j REDIRECT --to-ports 15001 2>/dev/null \
-  && ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp -m owner --uid-owner 1337 -j RETURN 2>/dev/null \
-  || probe_ok=0
+why=$(ip netns add "$probe" 2>&1) || refuse "network namespaces are unavailable ('ip netns add' said: $why)"
+probe_error=
+why=$(ip netns exec "$probe" true 2>&1) || probe_error="cannot enter a network namespace ('ip netns exec' said: $why)"
+if [ -z "$probe_error" ]; then
+  why=$(ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp --dport 9 -j REDIRECT --to-ports 15001 2>&1 \
+    && ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp -m owner --uid-owner 1337 -j RETURN 2>&1) \
+    || probe_error="iptables cannot write nat REDIRECT/owner rules in a network namespace (it said: $why)"
+fi
 ip netns del "$probe"
-[ "$probe_ok" -eq 1 ] || refuse "iptables cannot write nat REDIRECT/owner rules inside a network namespace"
+[ -z "$probe_error" ] || refuse "$probe_error"
 
 # --- 3. the sidecar ------------------------------------------------------------------------------------------
 if [ -z "$sidecar" ]; then
