@@ -71,11 +71,14 @@ ip netns del "$probe"
 if [ -z "$sidecar" ]; then
   build_dir="$repo/build/seed-demo"
   say "== building podproxy-sidecar in $build_dir (the first build takes a few minutes)"
+  mkdir -p "$build_dir"
+  build_log="$build_dir/seed-demo-build.log"
+  build_failed() { tail -n 30 "$build_log" >&2; echo "run.sh: building podproxy-sidecar failed (log: $build_log)" >&2; exit 1; }
   if [ ! -f "$build_dir/CMakeCache.txt" ]; then
     cmake -S "$repo" --preset release -B "$build_dir" \
-      -DPODPROXY_BUILD_TESTS=OFF -DPODPROXY_BUILD_BENCH=OFF >/dev/null
+      -DPODPROXY_BUILD_TESTS=OFF -DPODPROXY_BUILD_BENCH=OFF >"$build_log" 2>&1 || build_failed
   fi
-  cmake --build "$build_dir" -j2 --target podproxy-sidecar >/dev/null
+  cmake --build "$build_dir" -j2 --target podproxy-sidecar >>"$build_log" 2>&1 || build_failed
   sidecar="$build_dir/examples/sidecar/podproxy-sidecar"
 fi
 sidecar=$(readlink -f "$sidecar")
