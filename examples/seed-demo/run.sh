@@ -53,38 +53,8 @@ if [ ${#missing[@]} -gt 0 ]; then
     || { tail -n 20 /tmp/ppdemo-apt.log >&2; refuse "apt-get could not install ${missing[*]}"; }
 fi
 
-# --- 2. can this machine do it? (probe in a namespace of our own, before spending time on a build) -------------
+# --- cleanup: every namespace and process this run makes goes away on every exit path ---------------------------
 tag="ppdemo$$"
-probe="$tag-probe"
-why=$(ip netns add "$probe" 2>&1) || refuse "network namespaces are unavailable ('ip netns add' said: $why)"
-probe_error=
-why=$(ip netns exec "$probe" true 2>&1) || probe_error="cannot enter a network namespace ('ip netns exec' said: $why)"
-if [ -z "$probe_error" ]; then
-  why=$(ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp --dport 9 -j REDIRECT --to-ports 15001 2>&1 \
-    && ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp -m owner --uid-owner 1337 -j RETURN 2>&1) \
-    || probe_error="iptables cannot write nat REDIRECT/owner rules in a network namespace (it said: $why)"
-fi
-ip netns del "$probe"
-[ -z "$probe_error" ] || refuse "$probe_error"
-
-# --- 3. the sidecar ------------------------------------------------------------------------------------------
-if [ -z "$sidecar" ]; then
-  build_dir="$repo/build/seed-demo"
-  say "== building podproxy-sidecar in $build_dir (the first build takes a few minutes)"
-  mkdir -p "$build_dir"
-  build_log="$build_dir/seed-demo-build.log"
-  build_failed() { tail -n 30 "$build_log" >&2; echo "run.sh: building podproxy-sidecar failed (log: $build_log)" >&2; exit 1; }
-  if [ ! -f "$build_dir/CMakeCache.txt" ]; then
-    cmake -S "$repo" --preset release -B "$build_dir" \
-      -DPODPROXY_BUILD_TESTS=OFF -DPODPROXY_BUILD_BENCH=OFF >"$build_log" 2>&1 || build_failed
-  fi
-  cmake --build "$build_dir" -j2 --target podproxy-sidecar >>"$build_log" 2>&1 || build_failed
-  sidecar="$build_dir/examples/sidecar/podproxy-sidecar"
-fi
-sidecar=$(readlink -f "$sidecar")
-[ -x "$sidecar" ] || refuse "no podproxy-sidecar executable at '$sidecar'"
-
-# --- 4. cleanup: every namespace and process this run makes goes away on every exit path ---------------------
 workdir=$(mktemp -d "/tmp/$tag.XXXXXX")
 namespaces=()
 groups=()   # process-group ids (servers and sidecars start with setsid, so a group is exactly what we started)
@@ -108,11 +78,44 @@ trap 'exit 130' INT
 trap 'exit 143' TERM
 
 # start_group OUT ERR CMD...: runs CMD in its own process group, in the background, remembered for cleanup.
+# (A background job of a non-interactive shell is not a group leader, so setsid does not fork: $! is the new
+# group's id.)
 start_group() {
   local out=$1 err=$2; shift 2
   setsid "$@" >"$out" 2>"$err" </dev/null &
   groups+=("$!")
 }
+
+# --- 2. can this machine do it? (probe in a namespace of our own, before spending time on a build) -------------
+probe="$tag-probe"
+why=$(ip netns add "$probe" 2>&1) || refuse "network namespaces are unavailable ('ip netns add' said: $why)"
+namespaces+=("$probe")
+probe_error=
+why=$(ip netns exec "$probe" true 2>&1) || probe_error="cannot enter a network namespace ('ip netns exec' said: $why)"
+if [ -z "$probe_error" ]; then
+  why=$(ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp --dport 9 -j REDIRECT --to-ports 15001 2>&1 \
+    && ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp -m owner --uid-owner 1337 -j RETURN 2>&1) \
+    || probe_error="iptables cannot write nat REDIRECT/owner rules in a network namespace (it said: $why)"
+fi
+ip netns del "$probe"
+[ -z "$probe_error" ] || refuse "$probe_error"
+
+# --- 3. the sidecar --------------------------------------------------------------------------------------------
+if [ -z "$sidecar" ]; then
+  build_dir="$repo/build/seed-demo"
+  say "== building podproxy-sidecar in $build_dir (a few minutes the first time)"
+  mkdir -p "$build_dir"
+  build_log="$build_dir/seed-demo-build.log"
+  build_failed() { tail -n 30 "$build_log" >&2; echo "run.sh: building podproxy-sidecar failed (log: $build_log)" >&2; exit 1; }
+  if [ ! -f "$build_dir/CMakeCache.txt" ]; then
+    cmake -S "$repo" --preset release -B "$build_dir" \
+      -DPODPROXY_BUILD_TESTS=OFF -DPODPROXY_BUILD_BENCH=OFF >"$build_log" 2>&1 || build_failed
+  fi
+  cmake --build "$build_dir" -j2 --target podproxy-sidecar >>"$build_log" 2>&1 || build_failed
+  sidecar="$build_dir/examples/sidecar/podproxy-sidecar"
+fi
+sidecar=$(readlink -f "$sidecar")
+[ -x "$sidecar" ] || refuse "no podproxy-sidecar executable at '$sidecar'"
 
 # wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds; fails after SECONDS.
 wait_for() {
@@ -125,7 +128,7 @@ wait_for() {
 }
 listening() { ip netns exec "$1" ss -Htln "src $2:$3" | grep -q LISTEN; }
 
-# --- 5. the "cluster" -----------------------------------------------------------------------------------------
+# --- 4. the "cluster" -----------------------------------------------------------------------------------------
 # One L2 segment (a bridge in the node namespace), as a single-node cluster's pod network. Every veth is made
 # inside the node namespace with its other end moved straight into its pod: the root namespace sees nothing.
 pod_cidr_prefix=10.244.0
@@ -204,7 +207,7 @@ for key in "${keys[@]}"; do
     || { echo "run.sh: ncat never listened on ${addr_of[$key]}:8080 in ${ns_of[$key]}" >&2; exit 1; }
 done
 
-# --- 6. the prediction: check-binds in each pod, before any traffic -------------------------------------------
+# --- 5. the prediction: check-binds in each pod, before any traffic -------------------------------------------
 say ""
 say "== check-binds in each pod (what each inbound policy can reach), before any traffic"
 for key in "${keys[@]}"; do
@@ -213,7 +216,7 @@ for key in "${keys[@]}"; do
     | sed 's/^/   /' || true   # exit 1 means "something unreachable under this policy": that is the prediction
 done
 
-# --- 7. the traffic ---------------------------------------------------------------------------------------------
+# --- 6. the traffic ---------------------------------------------------------------------------------------------
 # dial CELL NS HOST KEY: `echo ping | ncat HOST 8080` from NS; records what ncat printed and the sidecar's
 # new access-log lines for that connection.
 declare -A got log_of
@@ -234,7 +237,7 @@ for key in "${keys[@]}"; do dial "svc:$key" "$client" "${vip_of[$key]}" "$key"; 
 for key in "${keys[@]}"; do dial "direct:$key" "$client" "${ip_of[$key]}" "$key"; done
 for key in "${keys[@]}"; do dial "self:$key" "${ns_of[$key]}" "${ip_of[$key]}" "$key"; done
 
-# --- 8. the table -----------------------------------------------------------------------------------------------
+# --- 7. the table -----------------------------------------------------------------------------------------------
 cell() { printf '%-34s' "${got[$1]}"; }
 say ""
 say "== the seed's table: client (no sidecar) runs: echo ping | ncat <Service ClusterIP> 8080"
@@ -289,7 +292,7 @@ for key in "${keys[@]}"; do
   say "-- ${name_of[$key]}.rev-${rev_of[$key]}: $(grep -E '^[a-z_]*upstream_cx_connect_fail[{ ]' "$workdir/$key.stats" | tr '\n' ' ')"
 done
 
-# --- 9. the verdict ----------------------------------------------------------------------------------------------
+# --- 8. the verdict ----------------------------------------------------------------------------------------------
 # What the seed (and CONTEXT.md's "paths" table) says each cell must print.
 reset='Ncat: Connection reset by peer.'
 refused='Ncat: Connection refused.'
