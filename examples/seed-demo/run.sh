@@ -210,10 +210,13 @@ done
 # --- 5. the prediction: check-binds in each pod, before any traffic -------------------------------------------
 say ""
 say "== check-binds in each pod (what each inbound policy can reach), before any traffic"
+declare -A predicted   # check-binds --policy P: 0 every port reachable under P, 1 some port unreachable
 for key in "${keys[@]}"; do
   say "-- ${name_of[$key]}.rev-${rev_of[$key]} (pod IP ${ip_of[$key]}, sidecar --inbound-policy ${policy_of[$key]}):"
+  predicted[$key]=0
   ip netns exec "${ns_of[$key]}" "$sidecar" check-binds --pod-ip "${ip_of[$key]}" --policy "${policy_of[$key]}" \
-    | sed 's/^/   /' || true   # exit 1 means "something unreachable under this policy": that is the prediction
+    >"$workdir/$key.binds" 2>&1 || predicted[$key]=$?
+  sed 's/^/   /' "$workdir/$key.binds"
 done
 
 # --- 6. the traffic ---------------------------------------------------------------------------------------------
@@ -224,7 +227,7 @@ dial() {
   local cell=$1 ns=$2 host=$3 key=$4 before out
   wait_for 10 listening "${ns_of[$key]}" "${addr_of[$key]}" 8080 || true   # the next ncat of the loop is up
   before=$(wc -l <"$workdir/$key.sidecar.log")
-  out=$(ip netns exec "$ns" timeout 20 bash -c "echo ping | ncat $host 8080" 2>&1) || true
+  out=$(ip netns exec "$ns" timeout 15 bash -c "echo ping | ncat $host 8080" 2>&1) || true
   got[$cell]=$(printf '%s' "$out" | head -n 1)
   [ -n "${got[$cell]}" ] || got[$cell]="(nothing)"
   if [ "${got[$cell]}" != pong ]; then   # a failure: give the sidecar a moment to write its access-log line
@@ -318,6 +321,10 @@ for cell in svc:r19-lo svc:r19-eth0 svc:r110-lo svc:r110-eth0 direct:r19-lo dire
   fi
 done
 for key in "${keys[@]}"; do
+  # check-binds' verdict, made before any traffic, foretold what the Service dial really printed
+  seen=0; [ "${got[svc:$key]}" = pong ] || seen=1
+  ok=0; [ "${predicted[$key]}" -eq "$seen" ] && ok=1
+  check_line "predicted:$key" "$ok" "check-binds=${predicted[$key]}" "$seen"
   n=0
   for cell in "svc:$key" "direct:$key"; do [ "${want[$cell]}" = "$reset" ] && n=$((n + 1)); done
   # each failing cell is one inbound connect failure; a pong cell is none
