@@ -27,56 +27,7 @@ namespace {
 using asio::experimental::as_tuple;
 using namespace asio::experimental::awaitable_operators;
 
-bool is_token_char(char c) {
-  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-         std::string_view("!#$%&'*+-.^_`|~").find(c) != std::string_view::npos;
-}
-
 }  // namespace
-
-std::variant<Request, int> parse_request(std::string_view head) {
-  const auto line_end = head.find("\r\n");
-  if (line_end == std::string_view::npos) return 400;
-  const auto line = head.substr(0, line_end);
-  const auto first_space = line.find(' ');
-  if (first_space == std::string_view::npos || first_space == 0) return 400;
-  const auto second_space = line.find(' ', first_space + 1);
-  if (second_space == std::string_view::npos || second_space == first_space + 1) return 400;
-  const auto method = line.substr(0, first_space);
-  const auto target = line.substr(first_space + 1, second_space - first_space - 1);
-  const auto version = line.substr(second_space + 1);
-  if (!std::ranges::all_of(method, is_token_char)) return 400;
-  if (target.front() != '/' || std::ranges::any_of(target, [](char c) { return c <= ' ' || c == 0x7f; })) return 400;
-  if (version.substr(0, 5) != "HTTP/") return 400;
-  if (version != "HTTP/1.1" && version != "HTTP/1.0") return 505;
-  const auto question = target.find('?');
-  return Request{std::string(method), std::string(target.substr(0, question)),
-                 question == std::string_view::npos ? std::string() : std::string(target.substr(question + 1))};
-}
-
-std::string_view reason_phrase(int status) noexcept {
-  switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
-  }
-}
-
-std::string serialize(const Response& response, bool head_only) {
-  std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", response.status,
-                                reason_phrase(response.status), response.content_type, response.body.size());
-  if (response.status == 405) out += "Allow: GET, HEAD\r\n";
-  out += "Connection: close\r\n\r\n";
-  if (!head_only) out += response.body;
-  return out;
-}
 
 Server::Server(asio::any_io_executor executor, asio::ip::tcp::endpoint endpoint, Handler handler,
                std::size_t max_connections, std::chrono::milliseconds request_timeout)

@@ -13,6 +13,7 @@
 #include "process.hpp"
 #include "prometheus.hpp"
 #include "run_flags.hpp"
+#include "tproxy_policy.hpp"
 
 #include <podproxy/podproxy.hpp>
 
@@ -122,6 +123,10 @@ Settings resolve(const RunFlags& f) {
   s.gid = parse_id("--gid", f.gid);
   if (!f.mark.empty()) s.mark = parse_mark("--mark", f.mark);
   s.tproxy_mark = parse_mark("--tproxy-mark", f.tproxy_mark);
+  if (s.tproxy && s.mark == s.tproxy_mark) {
+    // Outbound sockets with the TPROXY mark would be routed to lo by the fwmark rule and never leave.
+    throw CLI::ValidationError("--mark", std::to_string(*s.mark) + " is the --tproxy-mark; give the proxy another mark");
+  }
   s.access_log = !f.no_access_log;
   return s;
 }
@@ -316,8 +321,11 @@ int with_mode(const Settings& s, Inner inner) {
   podproxy::PortOverride<Inner> policy(std::move(inner), override_targets(s));
   if (s.tproxy) {
     // TPROXY: the listener is transparent, the original destination is the accepted socket's local
-    // address, and the application is dialed from the client's own address.
-    return with_relay<podproxy::LocalAddress>(s, podproxy::OriginalSource<podproxy::PortOverride<Inner>>(std::move(policy)));
+    // address, and the application is dialed from the client's own address (from loopback when the
+    // target is loopback: see OriginalSourceOffLoopback).
+    using Policy = OriginalSourceOffLoopback<podproxy::PortOverride<Inner>>;
+    static_assert(podproxy::concepts::UpstreamPolicy<Policy>);
+    return with_relay<podproxy::LocalAddress>(s, Policy(std::move(policy)));
   }
   return with_relay<podproxy::RedirectedOrLocal>(s, std::move(policy));
 }
@@ -352,36 +360,36 @@ void add_run_command(CLI::App& app) {
       "Exit status: 0 after a drain (SIGTERM/SIGINT), 1 when a listener cannot be opened, 2 for a bad flag or\n"
       "a privilege that cannot be had.");
   run_cmd->add_option("--mode", flags->mode, "redirect (iptables REDIRECT capture) or tproxy (TPROXY: the application sees the real client)")
-      ->check(CLI::IsMember({"redirect", "tproxy"}))->capture_default_str();
+      ->check(CLI::IsMember({"redirect", "tproxy"}))->type_name("MODE")->capture_default_str();
   run_cmd->add_option("--inbound-policy", flags->inbound_policy,
                       "loopback: dial 127.0.0.1:PORT (Istio <= 1.9); pod-ip: dial the original destination from 127.0.0.6 (Istio >= 1.10)")
-      ->check(CLI::IsMember({"loopback", "pod-ip"}))->capture_default_str();
+      ->check(CLI::IsMember({"loopback", "pod-ip"}))->type_name("POLICY")->capture_default_str();
   run_cmd->add_option("--inbound-default-endpoint", flags->default_endpoints,
                       "PORT=HOST:PORT: send inbound connections for PORT there instead (repeatable; Istio's Sidecar defaultEndpoint)")
       ->allow_extra_args(false)->type_name("PORT=HOST:PORT");
   run_cmd->add_option("--relay", flags->relay, "splice (zero-copy) or buffered")
-      ->check(CLI::IsMember({"splice", "buffered"}))->capture_default_str();
+      ->check(CLI::IsMember({"splice", "buffered"}))->type_name("RELAY")->capture_default_str();
   run_cmd->add_option("--pod-ip", flags->pod_ips,
                       "the pod's address (repeatable; default: the addresses of the non-loopback interfaces), for the loop guard")
       ->allow_extra_args(false)->type_name("IP");
   run_cmd->add_option("--listen-address", flags->listen_address, "address of the inbound, outbound and health listeners (:: for dual stack)")
-      ->capture_default_str();
-  run_cmd->add_option("--inbound-port", flags->inbound_port, "inbound listener port")->capture_default_str();
-  run_cmd->add_option("--outbound-port", flags->outbound_port, "outbound listener port")->capture_default_str();
-  run_cmd->add_option("--admin-port", flags->admin_port, "admin port on 127.0.0.1 (GET /stats, /ready)")->capture_default_str();
-  run_cmd->add_option("--health-port", flags->health_port, "health port (GET /healthz/ready)")->capture_default_str();
-  run_cmd->add_option("--connect-timeout", flags->connect_timeout, "upstream connect timeout (ms, s, m, h)")->capture_default_str();
-  run_cmd->add_option("--idle-timeout", flags->idle_timeout, "close a connection idle this long; 0 disables")->capture_default_str();
-  run_cmd->add_option("--drain-timeout", flags->drain_timeout, "on SIGTERM, how long in-flight connections may finish")->capture_default_str();
-  run_cmd->add_option("--threads", flags->threads, "threads running the one io_context (1-256)")->capture_default_str();
-  run_cmd->add_option("--uid", flags->uid, "after binding, become this uid (init's --proxy-uid); the current uid keeps it")->capture_default_str();
-  run_cmd->add_option("--gid", flags->gid, "after binding, become this gid (init's --proxy-gid)")->capture_default_str();
-  run_cmd->add_option("--mark", flags->mark, "SO_MARK on upstream sockets (init's --proxy-mark); keeps CAP_NET_ADMIN");
+      ->type_name("IP")->capture_default_str();
+  run_cmd->add_option("--inbound-port", flags->inbound_port, "inbound listener port")->type_name("PORT")->capture_default_str();
+  run_cmd->add_option("--outbound-port", flags->outbound_port, "outbound listener port")->type_name("PORT")->capture_default_str();
+  run_cmd->add_option("--admin-port", flags->admin_port, "admin port on 127.0.0.1 (GET /stats, /ready)")->type_name("PORT")->capture_default_str();
+  run_cmd->add_option("--health-port", flags->health_port, "health port (GET /healthz/ready)")->type_name("PORT")->capture_default_str();
+  run_cmd->add_option("--connect-timeout", flags->connect_timeout, "upstream connect timeout (ms, s, m, h)")->type_name("DURATION")->capture_default_str();
+  run_cmd->add_option("--idle-timeout", flags->idle_timeout, "close a connection idle this long; 0 disables")->type_name("DURATION")->capture_default_str();
+  run_cmd->add_option("--drain-timeout", flags->drain_timeout, "on SIGTERM, how long in-flight connections may finish")->type_name("DURATION")->capture_default_str();
+  run_cmd->add_option("--threads", flags->threads, "threads running the one io_context (1-256)")->type_name("N")->capture_default_str();
+  run_cmd->add_option("--uid", flags->uid, "after binding, become this uid (init's --proxy-uid); the current uid keeps it")->type_name("UID")->capture_default_str();
+  run_cmd->add_option("--gid", flags->gid, "after binding, become this gid (init's --proxy-gid)")->type_name("GID")->capture_default_str();
+  run_cmd->add_option("--mark", flags->mark, "SO_MARK on upstream sockets (init's --proxy-mark); keeps CAP_NET_ADMIN")->type_name("MARK");
   run_cmd->add_option("--tproxy-mark", flags->tproxy_mark,
                       "with --mode tproxy: SO_MARK on inbound deliveries, so the application's replies route back to the proxy")
-      ->capture_default_str();
+      ->type_name("MARK")->capture_default_str();
   run_cmd->add_option("--log-level", flags->log_level, "stderr log level")
-      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))->capture_default_str();
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))->type_name("LEVEL")->capture_default_str();
   run_cmd->add_flag("--no-access-log", flags->no_access_log, "do not write the access log");
   run_cmd->callback([flags] {
     const int status = run(*flags);

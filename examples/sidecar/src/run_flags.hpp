@@ -1,8 +1,9 @@
-// Parsers for the values only `run` and `wait` take (cli_util.hpp has the shared ones). Each throws
+// Parsers for the values only `run` and `wait` take (cli_util.hpp and init_flags.hpp have the shared ones). Each throws
 // CLI::ValidationError naming the flag, so a bad value ends in a clear message and exit status 2.
 #pragma once
 
 #include "cli_util.hpp"
+#include "init_flags.hpp"  // parse_id, parse_mark: the same values as init's --proxy-uid, --proxy-mark
 
 #include <asio/ip/tcp.hpp>
 
@@ -26,17 +27,6 @@ inline std::uint64_t parse_number(std::string_view flag, std::string_view text, 
                                                       std::to_string(min) + ".." + std::to_string(max));
   }
   return value;
-}
-
-/// A user or group id (numeric, as in a pod's securityContext): 0..4294967294 (-1 means "unchanged" to
-/// the kernel, so it is not a valid id).
-inline std::uint32_t parse_id(std::string_view flag, std::string_view text) {
-  return static_cast<std::uint32_t>(parse_number(flag, text, 0, std::numeric_limits<std::uint32_t>::max() - 1));
-}
-
-/// A firewall mark for SO_MARK: 1..4294967295 (0 is "no mark").
-inline std::uint32_t parse_mark(std::string_view flag, std::string_view text) {
-  return static_cast<std::uint32_t>(parse_number(flag, text, 1, std::numeric_limits<std::uint32_t>::max()));
 }
 
 /// `--inbound-default-endpoint PORT=HOST:PORT`: connections whose original destination port is PORT go to

@@ -58,6 +58,10 @@ int wait_ready(const WaitFlags& flags) {
             co_return;
           }
           last = result.status ? fmt::format("status {}", *result.status) : result.error;
+          if (attempt == 1 && !flags.quiet) {
+            std::cerr << fmt::format("wait: {} not ready yet ({}); polling every {} ms for up to {} ms\n", flags.url,
+                                     last, interval.count(), timeout.count());
+          }
           if (now + interval > deadline) break;
           pause.expires_after(interval);
           co_await pause.async_wait(asio::use_awaitable);
@@ -77,10 +81,10 @@ void add_wait_command(CLI::App& app) {
   auto flags = std::make_shared<WaitFlags>();
   auto* cmd = app.add_subcommand("wait", "Block until the sidecar is ready (GET /healthz/ready answers 200)");
   cmd->footer("Exit status: 0 when ready, 1 on timeout, 2 for a bad flag.");
-  cmd->add_option("--url", flags->url, "readiness URL, http://IP:PORT/PATH")->capture_default_str();
-  cmd->add_option("--timeout", flags->timeout, "give up after this long (ms, s, m, h)")->capture_default_str();
-  cmd->add_option("--interval", flags->interval, "pause between attempts")->capture_default_str();
-  cmd->add_option("--request-timeout", flags->request_timeout, "limit for one attempt")->capture_default_str();
+  cmd->add_option("--url", flags->url, "readiness URL, http://IP:PORT/PATH")->type_name("URL")->capture_default_str();
+  cmd->add_option("--timeout", flags->timeout, "give up after this long (ms, s, m, h)")->type_name("DURATION")->capture_default_str();
+  cmd->add_option("--interval", flags->interval, "pause between attempts")->type_name("DURATION")->capture_default_str();
+  cmd->add_option("--request-timeout", flags->request_timeout, "limit for one attempt")->type_name("DURATION")->capture_default_str();
   cmd->add_flag("--quiet", flags->quiet, "say nothing on success");
   cmd->callback([flags] {
     const int status = wait_ready(*flags);
