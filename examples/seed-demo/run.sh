@@ -43,7 +43,9 @@ wanted=("${runtime_packages[@]}")
 missing=()
 for pkg in "${wanted[@]}"; do
   # (dpkg -s alone also succeeds for a removed package whose config files remain)
-  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing+=("$pkg")
+  # (no `| grep -q` under pipefail: an early exit of grep can SIGPIPE the writer and fail the pipeline)
+  status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
+  [ "$status" = "install ok installed" ] || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   [ "$install" -eq 1 ] || refuse "missing packages: ${missing[*]} (and --no-install was given)"
@@ -126,7 +128,7 @@ wait_for() {
     sleep 0.1
   done
 }
-listening() { ip netns exec "$1" ss -Htln "src $2:$3" | grep -q LISTEN; }
+listening() { [[ $(ip netns exec "$1" ss -Htln "src $2:$3") == *LISTEN* ]]; }
 
 # --- 4. the "cluster" -----------------------------------------------------------------------------------------
 # One L2 segment (a bridge in the node namespace), as a single-node cluster's pod network. Every veth is made
