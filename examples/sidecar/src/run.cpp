@@ -24,6 +24,8 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
 #include <memory>
@@ -251,6 +253,10 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   if (const auto error = drop_privileges(s.uid, s.gid, keep_net_admin); !error.empty()) {
     log->error("{}", error);
     return usage_exit;
+  }
+  if (::geteuid() == 0 && !s.mark) {
+    log->warn("running as root without --mark: unless the capture rules exempt uid 0, this proxy's own "
+              "connections will be captured again (use --uid/--gid, or --mark with init --proxy-mark)");
   }
   if (keep_net_admin && !has_net_admin()) {
     log->error("{} needs CAP_NET_ADMIN on every upstream socket, and this process does not have it",
