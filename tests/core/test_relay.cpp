@@ -334,3 +334,37 @@ TEMPLATE_TEST_CASE("relay: 1,000 concurrent connections each carry their own byt
   CHECK(verified == connections);
   CHECK(proxy.stats().downstream_cx_total == connections);
 }
+
+TEST_CASE("relay: a splice connection borrows pipes only while bytes flow, and an idle one holds none",
+          "[relay][splice]") {
+  auto pool = std::make_shared<PipePool>(PipePoolOptions{.pipe_size = 64 * 1024, .max_pipes = 8, .max_idle = 4});
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [](tcp::socket& s) {
+    char block[4096];
+    for (;;) {
+      std::error_code ec;
+      const auto n = s.read_some(asio::buffer(block), ec);
+      if (ec) return;
+      asio::write(s, asio::buffer(block, n), ec);
+      if (ec) return;
+    }
+  });
+  FixedProxy<SpliceRelay> proxy(to(upstream.endpoint()), SpliceRelay(pool));
+  asio::io_context io;
+  std::vector<tcp::socket> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(connect_client(io, proxy.endpoint()));
+    asio::write(clients.back(), asio::buffer(std::string(1000, 'a' + i)));
+    std::string echo(1000, '\0');
+    asio::read(clients.back(), asio::buffer(echo));
+    CHECK(echo == std::string(1000, 'a' + i));
+  }
+  // Three open, idle connections: every pipe is back in the pool, empty.
+  REQUIRE(eventually([&] { return pool->stats().lent == 0; }));
+  const auto stats = pool->stats();
+  CHECK(stats.created >= 1);
+  CHECK(stats.idle >= 1);
+  CHECK(stats.idle <= 4);
+  CHECK(stats.discarded == 0);
+  CHECK(stats.pipe_capacity >= 64 * 1024);
+  CHECK(proxy.proxy().active() == 3);
+}
