@@ -28,8 +28,11 @@ if(Asio_FOUND AND NOT TARGET asio::asio)
   add_library(asio::asio INTERFACE IMPORTED)
   set_target_properties(asio::asio PROPERTIES
     INTERFACE_INCLUDE_DIRECTORIES "${Asio_INCLUDE_DIR}"
-    # Standalone mode, and no deprecated interfaces.
-    INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED"
+    # Standalone mode, no deprecated interfaces, and one allocation scheme everywhere: Asio 1.22 picks
+    # aligned_alloc or operator new by testing a libstdc++ macro without including a standard header, so
+    # translation units that include Asio first and those that do not would mix the two (an
+    # alloc-dealloc mismatch, which ASan reports). Pinning the choice makes include order irrelevant.
+    INTERFACE_COMPILE_DEFINITIONS "ASIO_STANDALONE;ASIO_NO_DEPRECATED;ASIO_DISABLE_STD_ALIGNED_ALLOC"
     INTERFACE_LINK_LIBRARIES Threads::Threads)
 endif()
 mark_as_advanced(Asio_INCLUDE_DIR)
