@@ -480,7 +480,7 @@ class ChildProxy {
 
   /// One "stats" reply as key -> value.
   std::optional<std::map<std::string, double>> stats() {
-    if (!write_all(to_.get(), "stats\n", 6)) return std::nullopt;
+    if (::write(to_.get(), "stats\n", 6) != 6) return std::nullopt;  // a pipe: send(2) would fail
     const auto line = line_from_child(10s);
     if (!line) return std::nullopt;
     std::map<std::string, double> values;
