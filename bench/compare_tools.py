@@ -303,7 +303,7 @@ def report(args):
     # Chart: ratio to direct, per proxy, for throughput (1 and 4 streams) and connection rates.
     data = os.path.join(args.out, "compare.dat")
     with open(data, "w") as f:
-        f.write("proxy tput1 tput4 conn_rate ka_rate\n")
+        f.write("# proxy tput1 tput4 conn_rate ka_rate\n")
         for p in proxies:
             m = metrics[p]
             f.write(f"{p} " + " ".join("0" if m[k] is None else f"{m[k]:.3f}"
