@@ -18,6 +18,7 @@
 #include <sys/socket.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -127,8 +128,12 @@ class Acceptor {
 
   /// Whether `ec` is an accept failure from resource exhaustion (back off instead of retrying at once).
   [[nodiscard]] static bool is_overload(const std::error_code& ec) noexcept {
-    return ec == std::errc::too_many_files_open || ec == std::errc::too_many_files_open_in_system ||
-           ec == std::errc::no_buffer_space || ec == std::errc::not_enough_memory;
+    // Asio reports errno values in its own system category, which does not compare equal to std::errc.
+    if (ec.category() != asio::error::get_system_category() && ec.category() != std::system_category()) {
+      return false;
+    }
+    const int value = ec.value();
+    return value == EMFILE || value == ENFILE || value == ENOBUFS || value == ENOMEM;
   }
 
  private:

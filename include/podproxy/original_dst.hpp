@@ -23,11 +23,12 @@ namespace podproxy {
   ec.clear();
   const int fd = socket.native_handle();
   sockaddr_storage storage{};
-  socklen_t length = sizeof(storage);
   const auto local = socket.local_endpoint(ec);
   if (ec) return std::nullopt;
   // A dual-stack listener hands IPv4 clients over as v4-mapped IPv6: their NAT entry is an IPv4 one.
   const bool v6 = local.address().is_v6() && !local.address().to_v6().is_v4_mapped();
+  // The kernel writes the address but not the length (getorigdst): ask for exactly one address.
+  socklen_t length = v6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
   const int rc = v6 ? ::getsockopt(fd, SOL_IPV6, IP6T_SO_ORIGINAL_DST, &storage, &length)
                     : ::getsockopt(fd, SOL_IP, SO_ORIGINAL_DST, &storage, &length);
   if (rc != 0) {
@@ -35,12 +36,9 @@ namespace podproxy {
     return std::nullopt;
   }
   asio::ip::tcp::endpoint endpoint;
-  if (length > endpoint.capacity()) {
-    ec = std::make_error_code(std::errc::message_size);
-    return std::nullopt;
-  }
-  std::memcpy(endpoint.data(), &storage, length);
-  endpoint.resize(length);
+  const auto size = storage.ss_family == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sockaddr_in);
+  std::memcpy(endpoint.data(), &storage, size);
+  endpoint.resize(size);
   return endpoint;
 }
 

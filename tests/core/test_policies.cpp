@@ -1,0 +1,147 @@
+// Upstream policies: the address and source each one picks, IPv4 and IPv6, with overrides; the concepts.
+#include <catch2/catch.hpp>
+
+#include <podproxy/podproxy.hpp>
+
+using namespace podproxy;
+using asio::ip::make_address;
+using asio::ip::tcp;
+
+namespace {
+
+Downstream arriving_at(const char* original, unsigned short port) {
+  const auto address = make_address(original);
+  const auto peer = address.is_v6() ? make_address("fd00::9") : make_address("10.0.0.9");
+  return {.peer = {peer, 51234}, .local = {address, 15006}, .original_destination = {address, port}};
+}
+
+// Archetypes: the least a model must have, and near misses a concept must reject.
+struct PolicyArchetype {
+  std::optional<UpstreamTarget> upstream_for(const Downstream&) const { return std::nullopt; }
+};
+struct PolicyNonConst {
+  std::optional<UpstreamTarget> upstream_for(const Downstream&) { return std::nullopt; }
+};
+struct PolicyWrongResult {
+  tcp::endpoint upstream_for(const Downstream&) const { return {}; }
+};
+struct PolicyNotCopyable {
+  PolicyNotCopyable() = default;
+  PolicyNotCopyable(const PolicyNotCopyable&) = delete;
+  std::optional<UpstreamTarget> upstream_for(const Downstream&) const { return std::nullopt; }
+};
+
+struct RelayArchetype {
+  asio::awaitable<RelayResult> relay(tcp::socket&, tcp::socket&, const RelayContext&) const { co_return RelayResult{}; }
+};
+struct RelayNonConst {
+  asio::awaitable<RelayResult> relay(tcp::socket&, tcp::socket&, const RelayContext&) { co_return RelayResult{}; }
+};
+struct RelayNotAwaitable {
+  RelayResult relay(tcp::socket&, tcp::socket&, const RelayContext&) const { return {}; }
+};
+
+struct SourceArchetype {
+  tcp::endpoint original_destination(tcp::socket&, const tcp::endpoint& local) const { return local; }
+};
+struct SourceWrongArguments {
+  tcp::endpoint original_destination(const tcp::endpoint& local) const { return local; }
+};
+
+}  // namespace
+
+TEST_CASE("concepts: archetypes are models and near misses are rejected", "[concepts]") {
+  STATIC_REQUIRE(concepts::UpstreamPolicy<PolicyArchetype>);
+  STATIC_REQUIRE_FALSE(concepts::UpstreamPolicy<PolicyNonConst>);
+  STATIC_REQUIRE_FALSE(concepts::UpstreamPolicy<PolicyWrongResult>);
+  STATIC_REQUIRE_FALSE(concepts::UpstreamPolicy<PolicyNotCopyable>);
+  STATIC_REQUIRE_FALSE(concepts::UpstreamPolicy<int>);
+  STATIC_REQUIRE(concepts::UpstreamPolicy<PortOverride<PolicyArchetype>>);
+  STATIC_REQUIRE(concepts::UpstreamPolicy<OriginalSource<PortOverride<PodIpPolicy>>>);
+
+  STATIC_REQUIRE(concepts::Relay<RelayArchetype>);
+  STATIC_REQUIRE_FALSE(concepts::Relay<RelayNonConst>);
+  STATIC_REQUIRE_FALSE(concepts::Relay<RelayNotAwaitable>);
+  STATIC_REQUIRE_FALSE(concepts::Relay<PolicyArchetype>);
+
+  STATIC_REQUIRE(concepts::DestinationSource<SourceArchetype>);
+  STATIC_REQUIRE(concepts::DestinationSource<RedirectedOrLocal>);
+  STATIC_REQUIRE(concepts::DestinationSource<LocalAddress>);
+  STATIC_REQUIRE_FALSE(concepts::DestinationSource<SourceWrongArguments>);
+}
+
+TEST_CASE("policy: LoopbackPolicy dials loopback on the original port, with no source bind", "[policy]") {
+  const auto v4 = LoopbackPolicy{}.upstream_for(arriving_at("10.1.2.3", 8080));
+  REQUIRE(v4);
+  CHECK(v4->endpoint == tcp::endpoint(make_address("127.0.0.1"), 8080));
+  CHECK_FALSE(v4->source);
+  CHECK_FALSE(v4->transparent);
+
+  const auto v6 = LoopbackPolicy{}.upstream_for(arriving_at("fd00::5", 9090));
+  REQUIRE(v6);
+  CHECK(v6->endpoint == tcp::endpoint(make_address("::1"), 9090));
+  CHECK_FALSE(v6->source);
+}
+
+TEST_CASE("policy: PodIpPolicy dials the original destination from 127.0.0.6 or ::6", "[policy]") {
+  const auto v4 = PodIpPolicy{}.upstream_for(arriving_at("10.1.2.3", 8080));
+  REQUIRE(v4);
+  CHECK(v4->endpoint == tcp::endpoint(make_address("10.1.2.3"), 8080));
+  CHECK(v4->source == make_address("127.0.0.6"));
+
+  const auto v6 = PodIpPolicy{}.upstream_for(arriving_at("fd00::5", 9090));
+  REQUIRE(v6);
+  CHECK(v6->endpoint == tcp::endpoint(make_address("fd00::5"), 9090));
+  CHECK(v6->source == make_address("::6"));
+
+  SECTION("the source is configurable, or off") {
+    const PodIpPolicy custom{.source_v4 = make_address("127.0.0.7"), .source_v6 = std::nullopt};
+    CHECK(custom.upstream_for(arriving_at("10.1.2.3", 80))->source == make_address("127.0.0.7"));
+    CHECK_FALSE(custom.upstream_for(arriving_at("fd00::5", 80))->source);
+    CHECK_FALSE(PodIpPolicy::without_source_bind().upstream_for(arriving_at("10.1.2.3", 80))->source);
+  }
+}
+
+TEST_CASE("policy: FixedPolicy dials its target whatever the client dialed", "[policy]") {
+  const FixedPolicy fixed{{.endpoint = {make_address("192.0.2.1"), 7000}, .source = make_address("127.0.0.6")}};
+  CHECK(fixed.upstream_for(arriving_at("10.1.2.3", 8080)) == fixed.target);
+  CHECK(fixed.upstream_for(arriving_at("fd00::5", 1)) == fixed.target);
+}
+
+TEST_CASE("policy: PortOverride sends overridden ports to their endpoint and the rest to the inner policy",
+          "[policy]") {
+  const UpstreamTarget metrics{.endpoint = {make_address("127.0.0.1"), 9100}};
+  const UpstreamTarget admin{.endpoint = {make_address("::1"), 7000}};
+  const PortOverride<PodIpPolicy> policy(PodIpPolicy{}, {{9090, metrics}, {8443, admin}});
+
+  CHECK(policy.upstream_for(arriving_at("10.1.2.3", 9090)) == metrics);
+  CHECK(policy.upstream_for(arriving_at("fd00::5", 8443)) == admin);
+  const auto other = policy.upstream_for(arriving_at("10.1.2.3", 8080));
+  REQUIRE(other);
+  CHECK(other->endpoint == tcp::endpoint(make_address("10.1.2.3"), 8080));
+  CHECK(other->source == make_address("127.0.0.6"));
+
+  const PortOverride<LoopbackPolicy> on_loopback(LoopbackPolicy{}, {{8080, metrics}});
+  CHECK(on_loopback.upstream_for(arriving_at("fd00::5", 8080)) == metrics);
+  CHECK(on_loopback.upstream_for(arriving_at("fd00::5", 8081))->endpoint == tcp::endpoint(make_address("::1"), 8081));
+
+  CHECK_THROWS_WITH((PortOverride<PodIpPolicy>(PodIpPolicy{}, {{80, metrics}, {80, admin}})),
+                    Catch::Contains("port 80"));
+}
+
+TEST_CASE("policy: OriginalSource keeps the inner upstream and binds the client's own address", "[policy]") {
+  const OriginalSource<PodIpPolicy> policy(PodIpPolicy{});
+  const auto downstream = arriving_at("10.1.2.3", 8080);
+  const auto target = policy.upstream_for(downstream);
+  REQUIRE(target);
+  CHECK(target->endpoint == downstream.original_destination);
+  CHECK(target->source == downstream.peer.address());
+  CHECK(target->transparent);
+}
+
+TEST_CASE("policy: response flags read as Envoy's", "[record]") {
+  CHECK(response_flags(ConnectionEnd::upstream_connect_failed) == "UF");
+  CHECK(response_flags(ConnectionEnd::upstream_connect_timeout) == "UT");
+  CHECK(response_flags(ConnectionEnd::completed) == "-");
+  CHECK(to_string(ConnectionEnd::loop_refused) == "loop_refused");
+}

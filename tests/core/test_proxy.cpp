@@ -1,0 +1,331 @@
+// The proxy: policies end to end, original destinations under REDIRECT, loop guard, drain, threads,
+// descriptor exhaustion.
+#include "harness.hpp"
+
+#include <sys/resource.h>
+
+#include <mutex>
+
+using namespace podproxy;
+using namespace podproxy::test;
+
+namespace {
+
+/// Answers `pong\n` to whoever connects, and remembers the peer address it saw.
+struct PongServer {
+  std::mutex mutex;
+  std::vector<tcp::endpoint> peers;
+  Upstream server;
+
+  explicit PongServer(tcp::endpoint where)
+      : server(where, [this](tcp::socket& s) {
+          {
+            std::lock_guard lock(mutex);
+            peers.push_back(s.remote_endpoint());
+          }
+          read_to_end(s);
+          asio::write(s, asio::buffer(std::string_view("pong\n")));
+          s.shutdown(tcp::socket::shutdown_send);
+        }) {}
+
+  tcp::endpoint last_peer() {
+    std::lock_guard lock(mutex);
+    return peers.empty() ? tcp::endpoint{} : peers.back();
+  }
+};
+
+/// `echo ping | nc HOST PORT`: what the client printed, or the error it got.
+std::string ping(const tcp::endpoint& to) {
+  asio::io_context io;
+  tcp::socket client(io);
+  std::error_code ec;
+  client.connect(to, ec);
+  if (ec) return "connect: " + ec.message();
+  set_timeouts(client, 20s);
+  asio::write(client, asio::buffer(std::string_view("ping\n")), ec);
+  client.shutdown(tcp::socket::shutdown_send, ec);
+  const auto [text, error] = read_to_end(client);
+  return error ? "error: " + error.message() : text;
+}
+
+/// A policy that refuses everything (a user's own policy, written outside the library).
+struct RefuseAll {
+  std::optional<UpstreamTarget> upstream_for(const Downstream&) const { return std::nullopt; }
+};
+static_assert(concepts::UpstreamPolicy<RefuseAll>);
+
+}  // namespace
+
+TEST_CASE("proxy: LoopbackPolicy reaches a 127.0.0.1 server, which sees the proxy as 127.0.0.1", "[proxy]") {
+  PongServer server({asio::ip::make_address("127.0.0.1"), 0});
+  // A listener on 127.0.0.2 whose "original destination" port is the server's: the loopback policy keeps
+  // the port and swaps the address for 127.0.0.1.
+  RunningProxy<PortOverride<LoopbackPolicy>, SpliceRelay> proxy(
+      PortOverride<LoopbackPolicy>(LoopbackPolicy{}), SpliceRelay{}, {},
+      {.endpoint = {asio::ip::make_address("127.0.0.2"), server.server.endpoint().port()}});
+  CHECK(ping(proxy.endpoint()) == "pong\n");
+  CHECK(server.last_peer().address() == asio::ip::make_address("127.0.0.1"));
+}
+
+TEST_CASE("proxy: PodIpPolicy binds the source to 127.0.0.6, which the server sees", "[proxy]") {
+  PongServer server({asio::ip::make_address("127.0.0.1"), 0});
+  Records records;
+  RunningProxy<FixedPolicy, SpliceRelay> proxy(
+      FixedPolicy{{.endpoint = server.server.endpoint(), .source = asio::ip::make_address("127.0.0.6")}},
+      SpliceRelay{}, {.on_complete = records.callback()});
+  CHECK(ping(proxy.endpoint()) == "pong\n");
+  CHECK(server.last_peer().address() == asio::ip::make_address("127.0.0.6"));
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  REQUIRE(done[0].upstream_local);
+  CHECK(done[0].upstream_local->address() == asio::ip::make_address("127.0.0.6"));
+  CHECK(done[0].downstream.peer.address().is_loopback());
+  CHECK(done[0].bytes_from_downstream == 5);
+  CHECK(done[0].bytes_from_upstream == 5);
+  CHECK(done[0].end == ConnectionEnd::completed);
+}
+
+TEST_CASE("proxy: under an iptables REDIRECT the proxy learns the address and port the client dialed, "
+          "and each policy reaches only the server it can (the Istio 1.9/1.10 table)", "[proxy][netns]") {
+  if (!can_make_namespaces()) {
+    WARN("skipped: needs root and ip netns");
+    return;
+  }
+  const bool v6 = GENERATE(false, true);
+  // A "pod": an eth0 holding the pod IP (a veth whose both ends stay in this namespace), capture rules as istio-iptables writes them for the
+  // client side (OUTPUT, since the client is local here) with 1.10's exemption for source 127.0.0.6.
+  NetNs ns(v6 ? "odst6" : "odst4");
+  ns.exec("ip link add eth0 type veth peer name eth0-peer");
+  ns.exec("ip link set eth0 up");
+  ns.exec("ip link set eth0-peer up");
+  const std::string pod_ip = v6 ? "fd00:99::5" : "10.99.0.5";
+  const std::string tables = v6 ? "ip6tables" : "iptables";
+  if (v6) {
+    ns.exec("ip -6 addr add fd00:99::5/128 dev eth0 nodad");
+    ns.exec("ip -6 addr add ::6/128 dev lo nodad");
+  } else {
+    ns.exec("ip addr add 10.99.0.5/32 dev eth0");
+  }
+  ns.exec(tables + " -t nat -A OUTPUT -p tcp -s " + (v6 ? "::6" : "127.0.0.6") + " -j RETURN");
+  ns.exec(tables + " -t nat -A OUTPUT -p tcp -d " + pod_ip + " --dport 8080 -j REDIRECT --to-ports 15006");
+  const auto pod = asio::ip::make_address(pod_ip);
+  const auto loopback = v6 ? asio::ip::make_address("::1") : asio::ip::make_address("127.0.0.1");
+  const auto any = v6 ? asio::ip::make_address("::") : asio::ip::make_address("0.0.0.0");
+
+  const bool server_on_pod_ip = GENERATE(false, true);
+  const bool pod_ip_policy = GENERATE(false, true);
+  CAPTURE(v6, server_on_pod_ip, pod_ip_policy);
+  std::optional<PongServer> server;
+  ns.run_inside([&] { server.emplace(tcp::endpoint{server_on_pod_ip ? pod : loopback, 8080}); });
+
+  Records records;
+  const ProxyOptions options{.connect_timeout = 2s, .on_complete = records.callback()};
+  const AcceptorOptions listen{.endpoint = {any, 15006}};
+  std::string answer;
+  const auto dial = [&] { ns.run_inside([&] { answer = ping({pod, 8080}); }); };
+  if (pod_ip_policy) {
+    RunningProxy<PodIpPolicy, SpliceRelay> proxy(PodIpPolicy{}, SpliceRelay{}, options, listen, &ns);
+    dial();
+  } else {
+    RunningProxy<LoopbackPolicy, SpliceRelay> proxy(LoopbackPolicy{}, SpliceRelay{}, options, listen, &ns);
+    dial();
+  }
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].downstream.original_destination == tcp::endpoint(pod, 8080));
+  CHECK(done[0].downstream.local.port() == 15006);
+  if (server_on_pod_ip == pod_ip_policy) {
+    CHECK(answer == "pong\n");
+    CHECK(done[0].end == ConnectionEnd::completed);
+    CHECK(server->last_peer().address() ==
+          (pod_ip_policy ? asio::ip::make_address(v6 ? "::6" : "127.0.0.6") : loopback));
+  } else {
+    CHECK(answer == "error: Connection reset by peer");
+    CHECK(done[0].end == ConnectionEnd::upstream_connect_failed);
+    CHECK(response_flags(done[0].end) == "UF");
+  }
+}
+
+TEST_CASE("proxy: a connection whose upstream is the proxy itself is refused, not relayed into itself",
+          "[proxy]") {
+  Records records;
+  // Dialed directly, the original destination is the listener; the loopback policy would dial it again.
+  RunningProxy<LoopbackPolicy, SpliceRelay> proxy(LoopbackPolicy{}, SpliceRelay{},
+                                                  {.on_complete = records.callback()},
+                                                  {.endpoint = {asio::ip::make_address("0.0.0.0"), 0}});
+  CHECK(ping({asio::ip::make_address("127.0.0.1"), proxy.endpoint().port()}) == "error: Connection reset by peer");
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].end == ConnectionEnd::loop_refused);
+  CHECK(proxy.stats().downstream_cx_loop == 1);
+  CHECK(proxy.stats().downstream_cx_refused == 1);
+  CHECK(proxy.stats().upstream_cx_total == 0);
+
+  SECTION("own_endpoints extends the guard to the proxy's other listeners") {
+    Records more;
+    PongServer other_listener({asio::ip::make_address("127.0.0.1"), 0});
+    RunningProxy<FixedPolicy, SpliceRelay> guarded(FixedPolicy{{.endpoint = other_listener.server.endpoint()}},
+                                                   SpliceRelay{},
+                                                   {.own_endpoints = {other_listener.server.endpoint()},
+                                                    .on_complete = more.callback()});
+    CHECK(ping(guarded.endpoint()) == "error: Connection reset by peer");
+    CHECK(more.wait(1).at(0).end == ConnectionEnd::loop_refused);
+  }
+}
+
+TEST_CASE("proxy: a policy of the user's own may refuse a connection, and the client is reset", "[proxy]") {
+  RunningProxy<RefuseAll, BufferedRelay> proxy(RefuseAll{}, BufferedRelay{});
+  CHECK(ping(proxy.endpoint()) == "error: Connection reset by peer");
+  CHECK(eventually([&] { return proxy.stats().downstream_cx_refused == 1; }));
+  CHECK(proxy.stats().upstream_cx_total == 0);
+}
+
+TEST_CASE("proxy: stop() refuses new connections, lets in-flight ones finish, then cuts the rest",
+          "[proxy][drain]") {
+  constexpr std::uint64_t size = 8 << 20;
+  std::promise<void> release;
+  auto released = release.get_future().share();
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    char byte;
+    asio::read(s, asio::buffer(&byte, 1));
+    if (byte == 'w') released.wait_for(30s);  // a transfer that is still going when stop() is called
+    if (byte == 'h') {  // a connection that hangs on past the drain deadline
+      read_to_end(s);
+      return;
+    }
+    send_pattern(s, 5, size);
+    s.shutdown(tcp::socket::shutdown_send);
+  });
+  Records records;
+  RunningProxy<FixedPolicy, SpliceRelay> proxy(FixedPolicy{{.endpoint = upstream.endpoint()}}, SpliceRelay{},
+                                               {.on_complete = records.callback()});
+  asio::io_context io;
+  auto in_flight = connect_client(io, proxy.endpoint());
+  asio::write(in_flight, asio::buffer("w", 1));
+  auto hanging = connect_client(io, proxy.endpoint());
+  asio::write(hanging, asio::buffer("h", 1));
+  REQUIRE(eventually([&] { return proxy.proxy().active() == 2; }));
+
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] { stopped = proxy.stop(2s); });
+  // The listener closes at once: a new client is refused.
+  REQUIRE(eventually([&] {
+    asio::io_context probe_io;
+    tcp::socket probe(probe_io);
+    std::error_code ec;
+    probe.connect(proxy.endpoint(), ec);
+    return ec == asio::error::connection_refused;
+  }));
+  release.set_value();
+  CHECK(receive_all(in_flight) == expected_checksum(5, size));  // the in-flight transfer completes
+  in_flight.close();
+  const auto [text, ec] = read_to_end(hanging);                 // the straggler is cut at the deadline
+  CHECK(ec == asio::error::connection_reset);
+  stopper.join();
+  CHECK(stopped);
+  const auto done = records.wait(2);
+  REQUIRE(done.size() == 2);
+  CHECK(done[0].end == ConnectionEnd::completed);
+  CHECK(done[1].end == ConnectionEnd::drained);
+  CHECK(response_flags(done[1].end) == "DT");
+  CHECK(proxy.stats().downstream_cx_drain_close == 1);
+  CHECK(proxy.stats().downstream_cx_active == 0);
+}
+
+TEST_CASE("proxy: one io_context run by several threads serves connections on their own strands",
+          "[proxy][threads]") {
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [](tcp::socket& s) {
+    const auto got = receive_all(s);
+    asio::write(s, asio::buffer(&got.value, sizeof got.value));
+    s.shutdown(tcp::socket::shutdown_send);
+  });
+  RunningProxy<FixedPolicy, SpliceRelay> proxy(FixedPolicy{{.endpoint = upstream.endpoint()}}, SpliceRelay{}, {},
+                                               {}, nullptr, /*threads=*/2);
+  constexpr int clients = 8, rounds = 12;
+  std::atomic<int> verified{0};
+  std::vector<std::thread> threads;
+  for (int c = 0; c < clients; ++c) {
+    threads.emplace_back([&, c] {
+      for (int r = 0; r < rounds; ++r) {
+        asio::io_context io;
+        auto s = connect_client(io, proxy.endpoint());
+        const auto seed = static_cast<std::uint64_t>(c * 100 + r);
+        send_pattern(s, seed, 256 * 1024);
+        s.shutdown(tcp::socket::shutdown_send);
+        std::uint64_t echoed = 0;
+        asio::read(s, asio::buffer(&echoed, sizeof echoed));
+        if (echoed == expected_checksum(seed, 256 * 1024).value) ++verified;
+      }
+    });
+  }
+  // Stats are readable from any thread while connections run.
+  std::uint64_t observed = 0;
+  while (verified < clients * rounds && observed < 1'000'000) observed += proxy.stats().downstream_cx_active.load() + 1;
+  for (auto& t : threads) t.join();
+  CHECK(verified == clients * rounds);
+  CHECK(eventually([&] { return proxy.stats().downstream_cx_destroy == clients * rounds; }));
+}
+
+TEST_CASE("acceptor: running out of descriptors backs off, keeps existing connections, and recovers",
+          "[acceptor][proxy]") {
+  PongServer server({asio::ip::make_address("127.0.0.1"), 0});
+  RunningProxy<FixedPolicy, BufferedRelay> proxy(FixedPolicy{{.endpoint = server.server.endpoint()}},
+                                                 BufferedRelay{}, {},
+                                                 {.overload_backoff = std::chrono::milliseconds(50)});
+  asio::io_context io;
+  // An existing connection, opened before the exhaustion.
+  auto existing = connect_client(io, proxy.endpoint());
+  REQUIRE(eventually([&] { return proxy.proxy().active() == 1; }));
+  tcp::socket waiting(io);
+  waiting.open(tcp::v4());
+
+  rlimit saved{};
+  REQUIRE(::getrlimit(RLIMIT_NOFILE, &saved) == 0);
+  std::vector<int> hogs;
+  {
+    rlimit low = saved;
+    low.rlim_cur = 512;
+    REQUIRE(::setrlimit(RLIMIT_NOFILE, &low) == 0);
+    for (int fd; (fd = ::dup(0)) >= 0;) hogs.push_back(fd);
+  }
+  // The kernel completes this handshake; the proxy's accept fails with EMFILE and backs off.
+  waiting.connect(proxy.endpoint());
+  set_timeouts(waiting, 20s);
+  const bool overloaded = eventually([&] { return proxy.proxy().acceptor().overloads() >= 2; });
+  INFO("descriptors held by the test: " << hogs.size());
+  REQUIRE(overloaded);
+  std::this_thread::sleep_for(500ms);
+  const auto overloads = proxy.proxy().acceptor().overloads();
+  CHECK(overloads <= 20);  // backs off on a timer (~50 ms), never spins
+
+  for (int fd : hogs) ::close(fd);
+  ::setrlimit(RLIMIT_NOFILE, &saved);
+  // Recovery: the waiting connection is served, and the existing one was never disturbed.
+  asio::write(waiting, asio::buffer(std::string_view("ping\n")));
+  waiting.shutdown(tcp::socket::shutdown_send);
+  CHECK(read_to_end(waiting).first == "pong\n");
+  asio::write(existing, asio::buffer(std::string_view("ping\n")));
+  existing.shutdown(tcp::socket::shutdown_send);
+  CHECK(read_to_end(existing).first == "pong\n");
+  CHECK(proxy.stats().downstream_cx_total == 2);
+}
+
+TEST_CASE("acceptor: listens on IPv6, and reports a listen failure naming the endpoint", "[acceptor]") {
+  PongServer server({asio::ip::make_address("::1"), 0});
+  RunningProxy<FixedPolicy, SpliceRelay> proxy(FixedPolicy{{.endpoint = server.server.endpoint()}}, SpliceRelay{},
+                                               {}, {.endpoint = {asio::ip::make_address("::1"), 0}});
+  CHECK(proxy.endpoint().address() == asio::ip::make_address("::1"));
+  CHECK(ping(proxy.endpoint()) == "pong\n");
+
+  asio::io_context io;
+  CHECK_THROWS_WITH(Acceptor<>(io.get_executor(), {.endpoint = proxy.endpoint()}),
+                    Catch::Contains("[::1]:" + std::to_string(proxy.endpoint().port())) &&
+                        Catch::Contains("bind"));
+}
+
+TEST_CASE("acceptor: SO_REUSEPORT lets one acceptor per thread share a port", "[acceptor]") {
+  asio::io_context io;
+  Acceptor<> first(io.get_executor(), {.reuse_port = true});
+  Acceptor<> second(io.get_executor(), {.endpoint = first.local_endpoint(), .reuse_port = true});
+  CHECK(second.local_endpoint() == first.local_endpoint());
+}

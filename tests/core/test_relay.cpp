@@ -1,0 +1,336 @@
+// Every relay through the same behaviour: integrity, half-close, resets, timeouts, slow readers, load.
+#include "harness.hpp"
+
+#include <asio/co_spawn.hpp>
+#include <asio/detached.hpp>
+#include <asio/experimental/as_tuple.hpp>
+#include <asio/use_awaitable.hpp>
+
+#include <malloc.h>
+
+#include <atomic>
+
+using namespace podproxy;
+using namespace podproxy::test;
+
+namespace {
+
+/// The relays under test. Besides the two models: SpliceRelay with an empty pool (every byte takes the
+/// copy fallback) and with page-sized pipes (many short splices, pipe-full paths).
+struct SpliceNoPipes : SpliceRelay {
+  SpliceNoPipes() : SpliceRelay(std::make_shared<PipePool>(PipePoolOptions{.max_pipes = 0})) {}
+};
+struct SpliceSmallPipes : SpliceRelay {
+  SpliceSmallPipes() : SpliceRelay(std::make_shared<PipePool>(PipePoolOptions{.pipe_size = 4096})) {}
+};
+static_assert(concepts::Relay<SpliceNoPipes> && concepts::Relay<SpliceSmallPipes>);
+
+template <class Relay>
+using FixedProxy = RunningProxy<FixedPolicy, Relay>;
+
+FixedPolicy to(const tcp::endpoint& upstream) { return FixedPolicy{{.endpoint = upstream}}; }
+
+}  // namespace
+
+TEMPLATE_TEST_CASE("relay: bytes arrive intact both ways at once, from 1 byte to 64 MiB", "[relay]",
+                   SpliceRelay, BufferedRelay, SpliceNoPipes, SpliceSmallPipes) {
+  const std::uint64_t size = GENERATE(1ULL, 1000ULL, 65'543ULL, (1ULL << 20) + 3, 64ULL << 20);
+  if (!std::is_same_v<TestType, SpliceRelay> && !std::is_same_v<TestType, BufferedRelay> && size > (8ULL << 20)) return;  // the variants: up to 8 MiB
+  // Each side sends its own stream while receiving the other's; each checks what it got.
+  std::promise<bool> server_result;
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    std::thread sender([&] {
+      send_pattern(s, 2, size);
+      s.shutdown(tcp::socket::shutdown_send);
+    });
+    const auto got = receive_all(s);
+    sender.join();
+    server_result.set_value(got == expected_checksum(1, size));
+  });
+  Records records;
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()});
+
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());
+  std::thread sender([&] {
+    send_pattern(client, 1, size);
+    client.shutdown(tcp::socket::shutdown_send);
+  });
+  const auto got = receive_all(client);
+  sender.join();
+  CHECK(got == expected_checksum(2, size));
+
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  auto server_ok = server_result.get_future();
+  REQUIRE(server_ok.wait_for(60s) == std::future_status::ready);
+  CHECK(server_ok.get());
+  CHECK(done[0].end == ConnectionEnd::completed);
+  CHECK(done[0].bytes_from_downstream == size);
+  CHECK(done[0].bytes_from_upstream == size);
+  CHECK(proxy.stats().downstream_cx_rx_bytes_total == size);
+  CHECK(proxy.stats().downstream_cx_tx_bytes_total == size);
+}
+
+TEMPLATE_TEST_CASE("relay: a FIN from the client reaches the server, and the reply still flows", "[relay]",
+                   SpliceRelay, BufferedRelay, SpliceNoPipes) {
+  // The `echo ping | nc` pattern: the client half-closes, the server answers only after EOF.
+  constexpr std::uint64_t reply = 3 << 20;
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    const auto request = read_to_end(s);
+    if (request.first == "ping\n" && !request.second) send_pattern(s, 7, reply);
+    s.shutdown(tcp::socket::shutdown_send);
+  });
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{});
+
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());
+  asio::write(client, asio::buffer(std::string_view("ping\n")));
+  client.shutdown(tcp::socket::shutdown_send);
+  CHECK(receive_all(client) == expected_checksum(7, reply));
+}
+
+TEMPLATE_TEST_CASE("relay: a FIN from the server reaches the client, and the client's data still flows",
+                   "[relay]", SpliceRelay, BufferedRelay, SpliceNoPipes) {
+  constexpr std::uint64_t upload = 3 << 20;
+  std::promise<Checksum> received;
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    asio::write(s, asio::buffer(std::string_view("hello\n")));
+    s.shutdown(tcp::socket::shutdown_send);
+    received.set_value(receive_all(s));
+  });
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{});
+
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());
+  const auto greeting = read_to_end(client);  // EOF arrives while the client has not sent a byte
+  CHECK(greeting.first == "hello\n");
+  CHECK_FALSE(greeting.second);
+  send_pattern(client, 9, upload);
+  client.shutdown(tcp::socket::shutdown_send);
+  auto server_got = received.get_future();
+  REQUIRE(server_got.wait_for(30s) == std::future_status::ready);
+  CHECK(server_got.get() == expected_checksum(9, upload));
+}
+
+TEMPLATE_TEST_CASE("relay: a RST from the client becomes a RST to the server", "[relay]", SpliceRelay,
+                   BufferedRelay) {
+  std::promise<std::error_code> server_saw;
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    char byte;
+    asio::read(s, asio::buffer(&byte, 1));
+    server_saw.set_value(read_to_end(s).second);
+  });
+  Records records;
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()});
+
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());
+  asio::write(client, asio::buffer("x", 1));
+  std::this_thread::sleep_for(100ms);  // let the byte through first: the reset must cross a live relay
+  abort_connection(client);
+  auto seen = server_saw.get_future();
+  REQUIRE(seen.wait_for(30s) == std::future_status::ready);
+  CHECK(seen.get() == asio::error::connection_reset);
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].end == ConnectionEnd::downstream_reset);
+  CHECK(proxy.stats().downstream_cx_reset == 1);
+}
+
+TEMPLATE_TEST_CASE("relay: a RST from the server becomes a RST to the client", "[relay]", SpliceRelay,
+                   BufferedRelay) {
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    asio::write(s, asio::buffer("y", 1));
+    std::this_thread::sleep_for(100ms);
+    abort_connection(s);
+  });
+  Records records;
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()});
+
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());
+  const auto [text, ec] = read_to_end(client);
+  CHECK(text == "y");
+  CHECK(ec == asio::error::connection_reset);
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].end == ConnectionEnd::upstream_reset);
+  CHECK(proxy.stats().upstream_cx_reset == 1);
+}
+
+TEMPLATE_TEST_CASE("relay: an upstream that refuses makes the client see a connection reset", "[relay][proxy]",
+                   SpliceRelay, BufferedRelay) {
+  Records records;
+  FixedProxy<TestType> proxy(to(closed_port()), TestType{}, {.on_complete = records.callback()});
+
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());  // the kernel completes the handshake regardless
+  asio::write(client, asio::buffer(std::string_view("ping\n")));
+  const auto [text, ec] = read_to_end(client);
+  CHECK(text.empty());
+  CHECK(ec == asio::error::connection_reset);
+
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].end == ConnectionEnd::upstream_connect_failed);
+  CHECK(done[0].error == asio::error::connection_refused);
+  CHECK(response_flags(done[0].end) == "UF");
+  CHECK(proxy.stats().upstream_cx_connect_fail == 1);
+  CHECK(proxy.stats().upstream_cx_connect_timeout == 0);
+}
+
+TEMPLATE_TEST_CASE("relay: an upstream that never answers hits the connect timeout, and the client is reset",
+                   "[relay][proxy][netns]", SpliceRelay, BufferedRelay) {
+  if (!can_make_namespaces()) { WARN("skipped: needs root and ip netns"); return; }
+  // Inside a namespace of our own, SYNs to this port are dropped: the connect can only time out.
+  NetNs ns("cto");
+  ns.exec("iptables -A INPUT -p tcp --dport 9 --syn -j DROP");
+  Records records;
+  FixedProxy<TestType> proxy(to({asio::ip::address_v4::loopback(), 9}), TestType{},
+                             {.connect_timeout = 300ms, .on_complete = records.callback()}, {}, &ns);
+  ns.run_inside([&] {
+    asio::io_context io;
+    auto client = connect_client(io, proxy.endpoint());
+    const auto [text, ec] = read_to_end(client);
+    CHECK(ec == asio::error::connection_reset);
+  });
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].end == ConnectionEnd::upstream_connect_timeout);
+  CHECK(response_flags(done[0].end) == "UT");
+  CHECK(done[0].duration >= 300ms);
+  CHECK(proxy.stats().upstream_cx_connect_timeout == 1);
+  CHECK(proxy.stats().upstream_cx_connect_fail == 1);
+}
+
+TEMPLATE_TEST_CASE("relay: a connection idle for the idle timeout is closed; a busy one is not", "[relay]",
+                   SpliceRelay, BufferedRelay) {
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    char block[256];
+    for (;;) {
+      std::error_code ec;
+      const auto n = s.read_some(asio::buffer(block), ec);
+      if (ec) return;
+      asio::write(s, asio::buffer(block, n), ec);
+      if (ec) return;
+    }
+  });
+  Records records;
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{},
+                             {.idle_timeout = 1s, .on_complete = records.callback()});
+  asio::io_context io;
+
+  // Busy: a byte every 100 ms for 2.5 s (2.5 idle timeouts) keeps the connection open.
+  auto busy = connect_client(io, proxy.endpoint());
+  for (int i = 0; i < 25; ++i) {
+    asio::write(busy, asio::buffer("b", 1));
+    char echo;
+    asio::read(busy, asio::buffer(&echo, 1));
+    std::this_thread::sleep_for(100ms);
+  }
+  CHECK(proxy.stats().idle_timeout == 0);
+  busy.shutdown(tcp::socket::shutdown_send);
+  CHECK(read_to_end(busy).first.empty());  // and it ends normally
+  CHECK(records.wait(1).at(0).end == ConnectionEnd::completed);
+
+  // Idle: closed (FIN, not reset) once a second passes without traffic.
+  auto idle = connect_client(io, proxy.endpoint());
+  const auto started = std::chrono::steady_clock::now();
+  const auto [text, ec] = read_to_end(idle);
+  CHECK_FALSE(ec);
+  CHECK(std::chrono::steady_clock::now() - started >= 900ms);
+  const auto done = records.wait(2);
+  REQUIRE(done.size() == 2);
+  CHECK(done[1].end == ConnectionEnd::idle_timeout);
+  CHECK(response_flags(done[1].end) == "SI");
+  CHECK(proxy.stats().idle_timeout == 1);
+}
+
+TEMPLATE_TEST_CASE("relay: a slow reader keeps the proxy's memory bounded, and the transfer completes later",
+                   "[relay]", SpliceRelay, BufferedRelay, SpliceNoPipes) {
+  constexpr std::uint64_t size = 64ULL << 20;
+  std::atomic<std::uint64_t> sent{0};
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    std::vector<std::uint8_t> block(64 * 1024);
+    for (std::uint64_t done = 0; done < size;) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), size - done));
+      for (std::size_t i = 0; i < n; ++i) block[i] = pattern_byte(3, done + i);
+      asio::write(s, asio::buffer(block.data(), n));
+      done += n;
+      sent = done;
+    }
+    s.shutdown(tcp::socket::shutdown_send);
+  });
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{});
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());
+
+  const auto heap_before = ::mallinfo2().uordblks;
+  // The client reads nothing: the server's writes stall once every buffer on the way is full.
+  std::uint64_t last = 0;
+  REQUIRE(eventually([&] {
+    const auto now = sent.load();
+    const bool stalled = now > 0 && now == last;
+    last = now;
+    std::this_thread::sleep_for(200ms);
+    return stalled;
+  }, 20s));
+  const auto heap_during = ::mallinfo2().uordblks;
+  INFO("bytes accepted from the server while the client read nothing: " << sent.load());
+  CHECK(sent.load() < size / 2);  // kernel socket buffers and one pipe or buffer per direction, no more
+  // User-space memory the relay holds for it: at most one copy buffer per direction (64 KiB), not the data.
+  CHECK(heap_during < heap_before + 512 * 1024);
+
+  CHECK(receive_all(client) == expected_checksum(3, size));
+}
+
+TEMPLATE_TEST_CASE("relay: 1,000 concurrent connections each carry their own bytes", "[relay][load]",
+                   SpliceRelay, BufferedRelay) {
+  constexpr int connections = 1000;
+  constexpr std::size_t payload = 4096;
+  // An async echo upstream and async clients, so 1,000 connections need no 1,000 threads.
+  asio::io_context peers;
+  tcp::acceptor upstream(peers, {asio::ip::address_v4::loopback(), 0}, true);
+  upstream.listen(asio::socket_base::max_listen_connections);
+  using asio::experimental::as_tuple;
+  asio::co_spawn(peers, [&]() -> asio::awaitable<void> {
+    for (int i = 0; i < connections; ++i) {
+      auto [ec, s] = co_await upstream.async_accept(as_tuple(asio::use_awaitable));
+      if (ec) co_return;
+      asio::co_spawn(peers, [s = std::move(s)]() mutable -> asio::awaitable<void> {
+        std::array<char, 4096> block;
+        for (;;) {
+          auto [rec, n] = co_await s.async_read_some(asio::buffer(block), as_tuple(asio::use_awaitable));
+          if (rec) break;
+          auto [wec, w] = co_await asio::async_write(s, asio::buffer(block.data(), n), as_tuple(asio::use_awaitable));
+          if (wec) co_return;
+        }
+        s.shutdown(tcp::socket::shutdown_send);
+      }, asio::detached);
+    }
+  }, asio::detached);
+
+  FixedProxy<TestType> proxy(to(upstream.local_endpoint()), TestType{});
+  std::atomic<int> connected{0}, verified{0}, failed{0};
+  asio::steady_timer all_connected(peers, std::chrono::steady_clock::time_point::max());
+  for (int id = 0; id < connections; ++id) {
+    asio::co_spawn(peers, [&, id]() -> asio::awaitable<void> {
+      tcp::socket s(peers);
+      auto [cec] = co_await s.async_connect(proxy.endpoint(), as_tuple(asio::use_awaitable));
+      if (cec) { ++failed; co_return; }
+      // Hold every connection open until all are: they are truly concurrent.
+      if (++connected == connections) all_connected.expires_at(std::chrono::steady_clock::time_point::min());
+      co_await all_connected.async_wait(as_tuple(asio::use_awaitable));
+      std::vector<std::uint8_t> out(payload), in(payload);
+      for (std::size_t i = 0; i < payload; ++i) out[i] = pattern_byte(static_cast<std::uint64_t>(id), i);
+      auto [wec, w] = co_await asio::async_write(s, asio::buffer(out), as_tuple(asio::use_awaitable));
+      auto [rec, r] = co_await asio::async_read(s, asio::buffer(in), as_tuple(asio::use_awaitable));
+      if (!wec && !rec && in == out) ++verified; else ++failed;
+    }, asio::detached);
+  }
+  run_for(peers, 120s);
+  CHECK(failed == 0);
+  CHECK(verified == connections);
+  CHECK(proxy.stats().downstream_cx_total == connections);
+}
