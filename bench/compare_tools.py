@@ -91,8 +91,9 @@ def recv_line(sock, deadline):
         left = deadline - time.monotonic()
         if left <= 0:
             raise TimeoutError("no reply")
-        ready, _, _ = select.select([sock], [], [], left)
-        if not ready:
+        poller = select.poll()  # not select(): thousands of descriptors exceed FD_SETSIZE
+        poller.register(sock, select.POLLIN)
+        if not poller.poll(left * 1000):
             continue
         chunk = sock.recv(64)
         if not chunk:
@@ -104,6 +105,9 @@ def recv_line(sock, deadline):
 def hold(args):
     """Opens N connections through the proxy (to our own upstream listener), passes a ping and a pong on
     each, then reads the proxy's memory and pipes; closes everything and prints one JSON line."""
+    import resource
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     upstream.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     upstream.bind(("127.0.0.1", args.upstream_port))
