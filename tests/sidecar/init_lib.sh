@@ -1,6 +1,19 @@
 # Helpers for the init and check-binds tests (source after lib.sh): a two-namespace "pod + client" with
 # a veth between them, bounded ncat servers, and an ncat client.
 
+# On exit, before lib.sh's cleanup removes the namespaces: end, by pid, whatever still runs in them (a
+# server loop killed between two connections can leave its last ncat behind).
+init_lib_cleanup() {
+  local status=$? ns pid
+  for ns in "${_namespaces[@]:-}"; do
+    [ -n "$ns" ] || continue
+    for pid in $(ip netns pids "$ns" 2>/dev/null); do kill "$pid" 2>/dev/null || true; done
+  done
+  cleanup
+  return "$status"
+}
+trap init_lib_cleanup EXIT
+
 # make_pod_and_client: namespaces $POD (10.77.0.2, fd77::2 on eth0) and $CLIENT (10.77.0.1, fd77::1),
 # both ends of the veth inside them. Called directly (not in $(...)) so lib.sh removes them on exit.
 make_pod_and_client() {
@@ -19,12 +32,13 @@ make_pod_and_client() {
 
 # serve NS ADDR PORT REPLY: answers up to 20 connections, one at a time, with REPLY (`echo REPLY | ncat -l`,
 # the pattern that is reliable here). ADDR "any" listens on every IPv4 and IPv6 address.
-# The loop kills its current ncat when it is killed itself, so nothing outlives the test.
+# Killing the loop ends its ncat too, so nothing outlives the test.
 serve() {
   local ns=$1 addr=$2 port=$3 reply=$4
   [ "$addr" = any ] && addr=""
-  spawn ip netns exec "$ns" bash -c '
-    trap "kill \$child 2>/dev/null; exit 0" TERM
+  # setsid: the loop leads its own process group, so its TERM trap can end the loop and its ncat at once.
+  spawn setsid ip netns exec "$ns" bash -c '
+    trap "trap - TERM; kill -- -\$\$ 2>/dev/null; exit 0" TERM
     for _ in $(seq 20); do
       echo "$3" | ncat -l $1 "$2" >/dev/null 2>&1 &
       child=$!

@@ -53,7 +53,7 @@ const std::string header =
 
 }  // namespace
 
-TEST_CASE("proc/net/tcp: listening sockets are read with address, port and uid; others skipped", "[check-binds]") {
+TEST_CASE("proc/net/tcp: listening sockets are read with address and port and uid and others are skipped", "[check-binds]") {
   // A real line of this machine's /proc/net/tcp for 127.0.0.1:8080, uid 0, as printed on x86-64.
   const std::string x86_line =
       "   0: 0100007F:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 12345 1 "
@@ -75,7 +75,7 @@ TEST_CASE("proc/net/tcp: listening sockets are read with address, port and uid; 
   }
 }
 
-TEST_CASE("proc/net/tcp6: v6, v4-mapped and wildcard addresses round-trip", "[check-binds]") {
+TEST_CASE("proc/net/tcp6: v6 and v4-mapped and wildcard addresses round-trip", "[check-binds]") {
   const std::string text = header + proc_line(0, ip("::1"), 8083, "0A", 0) + proc_line(1, ip("::"), 8084, "0A", 0) +
                            proc_line(2, ip("::ffff:127.0.0.1"), 8085, "0A", 0) +
                            proc_line(3, ip("fd77::2"), 8086, "0A", 0);
@@ -153,7 +153,7 @@ TEST_CASE("verdicts: a dual-stack pod needs each family answered", "[check-binds
   CHECK(v[1].pod_ip.summary() == "no");
 }
 
-TEST_CASE("init flags: ids, marks and port selections are checked and name the flag", "[init]") {
+TEST_CASE("init flags: ids and marks and port selections are checked and name the flag", "[init]") {
   CHECK(sidecar::parse_id("--proxy-uid", "1337") == 1337);
   CHECK_THROWS_WITH(sidecar::parse_id("--proxy-uid", "-1"), Catch::Contains("--proxy-uid"));
   CHECK_THROWS_WITH(sidecar::parse_id("--proxy-gid", "4294967295"), Catch::Contains("--proxy-gid"));
@@ -167,4 +167,19 @@ TEST_CASE("init flags: ids, marks and port selections are checked and name the f
   CHECK(sidecar::parse_port_selection("--inbound-ports", "80,443") == std::vector<std::uint16_t>{80, 443});
   CHECK(sidecar::parse_port_selection("--inbound-ports", "")->empty());
   CHECK_THROWS_WITH(sidecar::parse_port_selection("--inbound-ports", "80,*"), Catch::Contains("--inbound-ports"));
+}
+
+TEST_CASE("verdicts: an IPv6 wildcard listener's own IPV6_V6ONLY beats the namespace default", "[check-binds]") {
+  TcpListener v6_only{ip("::"), 8084, 0, true};
+  TcpListener dual{ip("::"), 8086, 0, false};
+  TcpListener unknown{ip("::"), 8087, 0, std::nullopt};
+  const auto v = verdicts({v6_only, dual, unknown}, {ip("10.77.0.2")}, true, {});
+  REQUIRE(v.size() == 3);
+  CHECK_FALSE(v[0].loopback.reachable());
+  CHECK_FALSE(v[0].pod_ip.reachable());
+  CHECK_THAT(v[0].reason, Catch::Contains("IPV6_V6ONLY keeps IPv4 out"));
+  CHECK(v[1].loopback.reachable());
+  CHECK(v[1].pod_ip.reachable());
+  CHECK(v[2].pod_ip.reachable());  // unknown: the namespace default (dual stack) decides
+  CHECK_FALSE(verdicts({unknown}, {ip("10.77.0.2")}, false, {})[0].pod_ip.reachable());
 }

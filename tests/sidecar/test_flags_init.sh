@@ -58,6 +58,6 @@ out=$(in_pod setpriv --reuid 65534 --regid 65534 --clear-groups "$SIDECAR" init 
 grep -q -- '-A PODPROXY_OUTPUT -j PODPROXY_REDIRECT' <<<"$out" || fail "dry run as nobody printed no rules"
 pass "init --dry-run works unprivileged"
 
-in_pod "$SIDECAR" init --help | grep -q -- '--exclude-outbound-ports' || fail "init --help lacks its flags"
-in_pod "$SIDECAR" check-binds --help | grep -q -- '--policy' || fail "check-binds --help lacks its flags"
+grep -q -- '--exclude-outbound-ports' <<<"$(in_pod "$SIDECAR" init --help)" || fail "init --help lacks its flags"
+grep -q -- '--policy' <<<"$(in_pod "$SIDECAR" check-binds --help)" || fail "check-binds --help lacks its flags"
 pass "init --help and check-binds --help list their flags"

@@ -12,12 +12,10 @@ snapshot() {
                 ip -6 route show table all; ip addr show dev lo' | grep -v '^#'
 }
 
-# A user's own rules in every table and family init writes to: they must survive init and --clean.
+# A user's own rules in IPv4's nat table: they must survive init and --clean. IPv6's nat table does not
+# exist yet (nf_tables creates tables on first use): --clean must delete it again.
 in_pod iptables -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
-in_pod ip6tables -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
 in_pod iptables -t nat -A PREROUTING -p tcp --dport 9998 -j RETURN
-in_pod iptables -t mangle -A OUTPUT -p tcp --dport 9999 -j RETURN
-in_pod ip6tables -t mangle -A OUTPUT -p tcp --dport 9999 -j RETURN
 before=$(snapshot)
 
 # --- dry run: the expected rules, nothing changed
@@ -65,12 +63,12 @@ pass "init --dry-run follows --inbound-ports, the exclusions, uid, gid, mark and
 in_pod "$SIDECAR" init >/dev/null
 first=$(snapshot)
 [ "$first" != "$before" ] || fail "init changed nothing"
-in_pod iptables-save -t nat | grep -qx -- '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' ||
+grep -qx -- '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' <<<"$(in_pod iptables-save -t nat)" ||
   fail "applied rules lack the inbound redirect"
-in_pod ip6tables-save -t nat | grep -qx -- '-A PODPROXY_OUTPUT -s ::6/128 -o lo -j RETURN' || fail "no IPv6 rules"
-in_pod ip -6 addr show dev lo | grep -q 'inet6 ::6/128' || fail "::6 not added to lo"
+grep -qx -- '-A PODPROXY_OUTPUT -s ::6/128 -o lo -j RETURN' <<<"$(in_pod ip6tables-save -t nat)" || fail "no IPv6 rules"
+grep -q 'inet6 ::6/128' <<<"$(in_pod ip -6 addr show dev lo)" || fail "::6 not added to lo"
 # The user's rules keep their place in front of ours.
-in_pod iptables-save -t nat | grep -A1 -x -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' |
+grep -A1 -x -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' <<<"$(in_pod iptables-save -t nat)" |
   grep -qx -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' || fail "the user's OUTPUT rule moved"
 in_pod "$SIDECAR" init >/dev/null
 [ "$(snapshot)" = "$first" ] || { diff <(echo "$first") <(snapshot) >&2; fail "applying twice changed the tables"; }
@@ -79,10 +77,11 @@ pass "init applied; applying it again changes nothing (iptables-save, ip6tables-
 # --- clean
 in_pod "$SIDECAR" init --clean >/dev/null
 [ "$(snapshot)" = "$before" ] || { diff <(echo "$before") <(snapshot) >&2; fail "--clean did not restore the namespace"; }
-in_pod iptables-save -t nat | grep -qx -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' || fail "user rule lost"
+grep -qx -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' <<<"$(in_pod iptables-save -t nat)" || fail "user rule lost"
+[ -z "$(in_pod ip6tables-save)" ] || fail "--clean left the IPv6 nat table init had created"
 in_pod "$SIDECAR" init --clean >/dev/null   # nothing left to remove: still succeeds
 [ "$(snapshot)" = "$before" ] || fail "a second --clean changed something"
-pass "init --clean leaves the tables exactly as before, the user's rules included"
+pass "init --clean leaves the tables exactly as before: the user's rules kept, the table init created deleted"
 
 # --- an address init did not add is not init's to remove
 in_pod ip -6 addr add ::6/128 dev lo
@@ -91,3 +90,25 @@ in_pod "$SIDECAR" init >/dev/null
 in_pod "$SIDECAR" init --clean >/dev/null
 [ "$(snapshot)" = "$before" ] || fail "--clean removed a ::6 that was there before init"
 pass "--clean keeps a ::6 address that existed before init"
+
+# --- a family that fails after the other was applied: init rolls the first back and fails
+FAKE_BIN=$(mktemp -d)
+trap 'rm -rf "$FAKE_BIN"; cleanup' EXIT
+printf '#!/bin/sh\ncat >/dev/null\necho "ip6tables-restore: simulated failure" >&2\nexit 1\n' >"$FAKE_BIN/ip6tables-restore"
+chmod +x "$FAKE_BIN/ip6tables-restore"
+in_pod ip -6 addr del ::6/128 dev lo
+before=$(snapshot)
+status=0; err=$(in_pod env PATH="$FAKE_BIN:$PATH" "$SIDECAR" init 2>&1 >/dev/null) || status=$?
+[ "$status" = 1 ] || fail "init with a failing ip6tables-restore: exit $status, want 1"
+grep -q 'simulated failure' <<<"$err" || fail "the tool's error is not shown: $err"
+grep -q 'IPv4 rules rolled back' <<<"$err" || fail "no rollback reported: $err"
+[ "$(snapshot)" = "$before" ] || { diff <(echo "$before") <(snapshot) >&2; fail "IPv4 rules not rolled back"; }
+# The same over an existing init: the previous (redirect) rules come back exactly.
+in_pod "$SIDECAR" init >/dev/null
+applied=$(snapshot)
+status=0; in_pod env PATH="$FAKE_BIN:$PATH" "$SIDECAR" init --mode tproxy --inbound-ports 8080 2>/dev/null || status=$?
+[ "$status" = 1 ] || fail "tproxy init with a failing ip6tables-restore: exit $status, want 1"
+[ "$(snapshot)" = "$applied" ] || { diff <(echo "$applied") <(snapshot) >&2; fail "previous rules not restored"; }
+in_pod "$SIDECAR" init --clean >/dev/null
+[ "$(snapshot)" = "$before" ] || fail "--clean after a rolled-back init did not restore the namespace"
+pass "when IPv6 fails after IPv4 was applied, init rolls IPv4 back (fresh, and over earlier rules) and exits 1"

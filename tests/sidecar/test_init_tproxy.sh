@@ -6,15 +6,14 @@ source "$(dirname "$0")/init_lib.sh"
 
 make_pod_and_client
 in_pod() { ip netns exec "$POD" "$@"; }
+# (eth0's IPv6 link-local address and route appear whenever the kernel gets to them: not init's business.)
 snapshot() {
   in_pod sh -c 'iptables-save; ip6tables-save; ip -4 rule; ip -6 rule; ip -4 route show table all;
-                ip -6 route show table all; ip addr show dev lo' | grep -v '^#'
+                ip -6 route show table all; ip addr show dev lo' | grep -v -e '^#' -e 'fe80::'
 }
-# The user's own rules in the tables TPROXY mode writes to.
-for t in iptables ip6tables; do
-  in_pod $t -t mangle -A PREROUTING -p tcp --dport 9999 -j RETURN
-  in_pod $t -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
-done
+# The user's own rules in IPv4's tables; IPv6's tables are created by init (and deleted by --clean).
+in_pod iptables -t mangle -A PREROUTING -p tcp --dport 9999 -j RETURN
+in_pod iptables -t nat -A OUTPUT -p tcp --dport 9999 -j RETURN
 before=$(snapshot)
 
 dry=$(in_pod "$SIDECAR" init --mode tproxy --dry-run)
@@ -36,12 +35,14 @@ for t in iptables ip6tables; do
   grep -q -- '-A PREROUTING -p tcp -j PODPROXY_PREROUTING' <<<"$saved" || fail "$t: no mangle PREROUTING hook"
   grep -q -- '-j TPROXY --on-port 15006 .*--tproxy-mark 0x539/0xffffffff' <<<"$saved" || fail "$t: no TPROXY rule"
   grep -q -- 'CONNMARK --save-mark' <<<"$saved" || fail "$t: no connmark save"
-  in_pod $t-save -t nat | grep -q -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' || fail "$t: no outbound capture"
-  ! in_pod $t-save -t nat | grep -q -- '-A PREROUTING -p tcp -j PODPROXY_INBOUND' || fail "$t: nat inbound in tproxy mode"
+  grep -q -- '-A OUTPUT -p tcp -j PODPROXY_OUTPUT' <<<"$(in_pod $t-save -t nat)" || fail "$t: no outbound capture"
+  grep -qx -- '-A PODPROXY_OUTPUT -o lo -m mark --mark 0x539 -j RETURN' <<<"$(in_pod $t-save -t nat)" ||
+    fail "$t: TPROXY-marked deliveries are not exempt from the own-pod rule"
+  ! grep -q -- '-A PREROUTING -p tcp -j PODPROXY_INBOUND' <<<"$(in_pod $t-save -t nat)" || fail "$t: nat inbound in tproxy mode"
 done
 for f in -4 -6; do
-  in_pod ip $f rule | grep -q 'fwmark 0x539 lookup 133' || fail "ip $f rule: no fwmark 0x539 lookup 133"
-  in_pod ip $f route show table 133 | grep -q '^local default dev lo' || fail "ip $f: no local default route in 133"
+  grep -q 'fwmark 0x539 lookup 133' <<<"$(in_pod ip $f rule)" || fail "ip $f rule: no fwmark 0x539 lookup 133"
+  grep -q '^local default dev lo' <<<"$(in_pod ip $f route show table 133)" || fail "ip $f: no local default route in 133"
 done
 pass "TPROXY mode applied: mangle chains (IPv4, IPv6), ip rule fwmark 0x539 lookup 133, local route in table 133"
 
@@ -72,8 +73,8 @@ pass "init --clean removes the mangle chains, the ip rules and the routes, and k
 # Switching modes removes the other mode's pieces.
 in_pod "$SIDECAR" init --mode tproxy >/dev/null
 in_pod "$SIDECAR" init --mode redirect >/dev/null
-! in_pod ip -4 rule | grep -q 'lookup 133' || fail "redirect after tproxy left the ip rule"
-! in_pod iptables-save -t mangle | grep -q PODPROXY_ || fail "redirect after tproxy left mangle chains"
+! grep -q 'lookup 133' <<<"$(in_pod ip -4 rule)" || fail "redirect after tproxy left the ip rule"
+! grep -q PODPROXY_ <<<"$(in_pod iptables-save -t mangle)" || fail "redirect after tproxy left mangle chains"
 in_pod "$SIDECAR" init --clean >/dev/null
 [ "$(snapshot)" = "$before" ] || fail "--clean after a mode switch did not restore the namespace"
 pass "init --mode redirect after tproxy removes TPROXY's rule, route and chains; --clean restores all"

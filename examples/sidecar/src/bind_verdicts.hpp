@@ -38,8 +38,7 @@ struct PortVerdict {
 };
 
 /// Whether a listener bound to `bound` accepts a connection dialled to `dialled` (a local address).
-/// `dual_stack`: whether an IPv6 wildcard listener also takes IPv4, i.e. IPV6_V6ONLY is off, as it is
-/// unless net.ipv6.bindv6only=1 (/proc does not show the socket's own IPV6_V6ONLY).
+/// `dual_stack`: whether an IPv6 wildcard listener also takes IPv4, i.e. its IPV6_V6ONLY is off.
 inline bool accepts(const asio::ip::address& bound, const asio::ip::address& dialled, bool dual_stack) {
   if (bound.is_v4()) return dialled.is_v4() && (bound.is_unspecified() || bound == dialled);
   const auto b6 = bound.to_v6();
@@ -50,9 +49,16 @@ inline bool accepts(const asio::ip::address& bound, const asio::ip::address& dia
   return dialled.is_v6() && b6 == dialled.to_v6();
 }
 
-/// How a bind address reads in a verdict.
-inline std::string describe_bind(const asio::ip::address& bound, const std::vector<asio::ip::address>& pod_ips,
-                                 bool dual_stack) {
+/// Whether `listener` takes IPv4 as well (an IPv6 wildcard without IPV6_V6ONLY); `default_dual_stack`
+/// stands in when its IPV6_V6ONLY is unknown.
+inline bool dual_stack_of(const TcpListener& listener, bool default_dual_stack) {
+  return listener.v6_only ? !*listener.v6_only : default_dual_stack;
+}
+
+/// How a listener's bind address reads in a verdict.
+inline std::string describe_bind(const TcpListener& listener, const std::vector<asio::ip::address>& pod_ips,
+                                 bool default_dual_stack) {
+  const auto& bound = listener.address;
   const bool is_pod_ip = std::find(pod_ips.begin(), pod_ips.end(), bound) != pod_ips.end();
   if (bound.is_v4()) {
     if (bound.is_unspecified()) return "0.0.0.0 (every IPv4 address)";
@@ -62,11 +68,16 @@ inline std::string describe_bind(const asio::ip::address& bound, const std::vect
   }
   const auto b6 = bound.to_v6();
   if (b6.is_v4_mapped()) {
-    return fmt::format("[{}] (v4-mapped: accepts IPv4 {} only)", bound.to_string(), asio::ip::make_address_v4(asio::ip::v4_mapped, b6).to_string());
+    return fmt::format("[{}] (v4-mapped: accepts IPv4 {} only)", bound.to_string(),
+                       asio::ip::make_address_v4(asio::ip::v4_mapped, b6).to_string());
   }
   if (b6.is_unspecified()) {
-    return dual_stack ? "[::] (every address, IPv4 too unless the socket set IPV6_V6ONLY)"
-                      : "[::] (every IPv6 address; net.ipv6.bindv6only=1 keeps IPv4 out)";
+    if (listener.v6_only) {
+      return *listener.v6_only ? "[::] (every IPv6 address; IPV6_V6ONLY keeps IPv4 out)"
+                               : "[::] (every address, IPv4 too)";
+    }
+    return default_dual_stack ? "[::] (every address, IPv4 too unless the socket set IPV6_V6ONLY)"
+                              : "[::] (every IPv6 address; net.ipv6.bindv6only=1 keeps IPv4 out)";
   }
   if (b6.is_loopback()) return "[::1] (IPv6 loopback only)";
   if (is_pod_ip) return fmt::format("[{}] (the pod IP only)", bound.to_string());
@@ -89,6 +100,7 @@ inline std::string endpoint_text(const asio::ip::address& address, std::uint16_t
 }  // namespace detail
 
 /// The verdict for every listening port (ascending), skipping `skip_ports` (the sidecar's own).
+/// `dual_stack` is the namespace's default for [::] listeners whose IPV6_V6ONLY is unknown.
 /// The loopback policy dials 127.0.0.1:P (::1 for IPv6 traffic); the pod-ip policy dials PODIP:P from
 /// 127.0.0.6 (::6). A port is reachable under a policy when, for each family the pod has an address
 /// of, some listener on the port accepts the policy's dial.
@@ -111,7 +123,7 @@ inline std::vector<PortVerdict> verdicts(const std::vector<TcpListener>& listene
                   on_port.end());
     const auto reached = [&](const asio::ip::address& dialled) {
       return std::any_of(on_port.begin(), on_port.end(),
-                         [&](const auto& l) { return accepts(l.address, dialled, dual_stack); });
+                         [&](const auto& l) { return accepts(l.address, dialled, dual_stack_of(l, dual_stack)); });
     };
     PortVerdict v{.port = port, .listeners = on_port, .loopback = {}, .pod_ip = {}, .reason = {}};
     std::vector<std::string> refused_loopback, refused_pod_ip;  // the dials no listener accepts
@@ -130,7 +142,7 @@ inline std::vector<PortVerdict> verdicts(const std::vector<TcpListener>& listene
     judge(pod_v6, asio::ip::address_v6::loopback(), v.loopback.v6, v.pod_ip.v6);
 
     std::vector<std::string> binds;
-    for (const auto& l : on_port) binds.push_back(describe_bind(l.address, pod_ips, dual_stack));
+    for (const auto& l : on_port) binds.push_back(describe_bind(l, pod_ips, dual_stack));
     std::vector<std::string> refused;
     if (!refused_loopback.empty()) {
       refused.push_back("the loopback policy dials " + detail::join(refused_loopback, " and "));

@@ -26,6 +26,10 @@ inline constexpr std::array<std::uint16_t, 6> sidecar_ports{15000, 15001, 15006,
 /// Every chain init creates starts with this; `--clean` removes exactly the chains with it.
 inline constexpr std::string_view chain_prefix = "PODPROXY_";
 
+/// Marker chain: init created this table (nf_tables creates a table on first use; --clean deletes it
+/// again when nothing else uses it, so the namespace is left exactly as it was).
+inline constexpr std::string_view table_marker = "PODPROXY_ADDED_TABLE";
+
 /// Istio's mark for "the proxy calling its own pod over lo" in TPROXY mode (its OutboundMark).
 inline constexpr std::uint32_t own_pod_mark = 1338;
 
@@ -110,6 +114,12 @@ inline TableRules nat_table(const CaptureConfig& config, Family family) {
   }
   // 1: the proxy's inbound deliveries (source 127.0.0.6 / ::6) pass instead of looping into the inbound port.
   r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -s {} -j RETURN", inbound_source));
+  // TPROXY mode's deliveries leave from the client's own address, not 127.0.0.6, as the proxy's uid over
+  // lo toward the pod IP: rule 2 would send them back to the inbound listener. They carry the TPROXY
+  // mark (so the application's replies route back to the proxy); that mark lets them pass instead.
+  if (config.mode == Mode::tproxy) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -m mark --mark {} -j RETURN", config.tproxy_mark));
+  }
   // A marking proxy is matched before the owner rules: it may run as any uid, so rule 3 would catch it.
   if (config.proxy_mark) {
     r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {} -m mark --mark {} -j PODPROXY_IN_REDIRECT",
@@ -226,9 +236,14 @@ inline std::string restore_text(const RuleSet& set) {
 /// What iptables-save shows of our rules: per table, our chains and the rules of other chains that jump
 /// to ours (the hooks), each in iptables-save's spelling.
 struct SavedState {
+  /// Every table iptables-save showed (with the nf_tables backend, only the tables that exist).
+  std::set<std::string> existing_tables;
+  /// Whether the rules live in nf_tables (iptables-nft), where a table is created on first use.
+  bool nf_tables = false;
   struct Table {
     std::vector<std::string> chains;
     std::vector<std::string> hooks;  // "-A PREROUTING -p tcp -j PODPROXY_INBOUND"
+    std::vector<std::string> rules;  // the contents of our chains, "-A PODPROXY_..."
   };
   std::map<std::string, Table> tables;
 
@@ -252,9 +267,14 @@ inline SavedState parse_saved(std::string_view saved) {
     std::string_view line = saved.substr(0, eol);
     saved.remove_prefix(eol == std::string_view::npos ? saved.size() : eol + 1);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (line.empty() || line.front() == '#') continue;
+    if (!line.empty() && line.front() == '#') {
+      if (line.find("(nf_tables)") != std::string_view::npos) state.nf_tables = true;
+      continue;
+    }
+    if (line.empty()) continue;
     if (line.front() == '*') {
       table = std::string(line.substr(1));
+      state.existing_tables.insert(table);
       continue;
     }
     if (line.front() == ':') {
@@ -265,7 +285,10 @@ inline SavedState parse_saved(std::string_view saved) {
     if (line.substr(0, 3) != "-A ") continue;
     const auto rest = line.substr(3);
     const auto chain = rest.substr(0, rest.find(' '));
-    if (detail::is_ours(chain)) continue;  // our chains' contents go with the chains
+    if (detail::is_ours(chain)) {
+      state.tables[table].rules.emplace_back(line);
+      continue;
+    }
     // A jump (-j) or goto (-g) to one of our chains, from a built-in chain or a user's chain.
     for (const std::string_view verb : {" -j ", " -g "}) {
       const auto at = line.find(verb);
@@ -320,6 +343,17 @@ inline std::string apply_transaction(const RuleSet& desired, const SavedState& c
     out += "COMMIT\n";
   }
   return out;
+}
+
+/// What `state` holds of ours, as a rule set: applying it puts our rules back as they were (init's
+/// rollback when the second address family fails after the first was applied).
+inline RuleSet saved_rules(const SavedState& state) {
+  RuleSet set;
+  for (const auto& [name, t] : state.tables) {
+    if (t.chains.empty() && t.hooks.empty()) continue;
+    set.tables.push_back(TableRules{.name = name, .chains = t.chains, .hooks = t.hooks, .rules = t.rules});
+  }
+  return set;
 }
 
 /// The transaction that removes every PODPROXY_ chain and every rule jumping to one; empty if none.

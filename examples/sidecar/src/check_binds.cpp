@@ -6,11 +6,11 @@
 //     "schema": 1,
 //     "pid": 1234 | null,                 // --pid, or null for this process's namespace
 //     "pod_ips": ["10.0.0.2", ...],       // --pod-ip, or the namespace's non-loopback addresses
-//     "dual_stack": true,                 // [::] listeners taken to accept IPv4 (net.ipv6.bindv6only=0)
+//     "dual_stack": true,                 // net.ipv6.bindv6only=0: [::] listeners take IPv4 unless V6ONLY
 //     "policy": "pod-ip" | "loopback" | null,
 //     "ports": [{
 //       "port": 8080,
-//       "listeners": [{"address": "127.0.0.1", "uid": 0, "bind": "127.0.0.1 (loopback only)"}],
+//       "listeners": [{"address": "127.0.0.1", "uid": 0, "v6_only": null, "bind": "127.0.0.1 (loopback only)"}],
 //       "loopback": {"reachable": true, "summary": "yes", "ipv4": true, "ipv6": null},
 //       "pod_ip":   {"reachable": false, "summary": "no", "ipv4": false, "ipv6": null},
 //       "reason": "bound to 127.0.0.1 (loopback only): the pod-ip policy dials 10.0.0.2:8080, ..."
@@ -18,18 +18,21 @@
 //     "unreachable": [8080]               // ports unreachable under "policy" ([] without --policy)
 //   }
 // "ipv4"/"ipv6" are null when the pod has no address of that family (nothing is dialled over it);
-// "summary" is "yes", "no", "IPv4 only" or "IPv6 only".
+// "summary" is "yes", "no", "IPv4 only" or "IPv6 only". "v6_only" is an IPv6 listener's IPV6_V6ONLY as
+// the kernel reports it (sock_diag), null for IPv4 listeners or when it could not be asked.
 #include "bind_verdicts.hpp"
 #include "capture_rules.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "init_flags.hpp"
 #include "netns_addresses.hpp"
+#include "sock_diag_v6only.hpp"
 #include "tcp_listeners.hpp"
 
 #include <fmt/format.h>
 
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -126,20 +129,25 @@ void run_check_binds(const CheckBindsFlags& flags) {
     }
   }
 
-  // The namespace's facts: its addresses (unless given) and whether [::] listeners take IPv4.
-  bool dual_stack = true;
+  // The namespace's facts: its addresses (unless given), whether [::] listeners take IPv4 by default,
+  // and each IPv6 listener's own IPV6_V6ONLY.
+  struct Facts {
+    std::vector<asio::ip::address> addresses;
+    bool dual_stack = true;
+    std::optional<std::map<binds::ListenerKey, bool>> v6only;
+  };
+  Facts facts;
   try {
-    using Facts = std::pair<std::vector<asio::ip::address>, bool>;
-    const auto read = [] { return Facts{binds::current_pod_addresses(), dual_stack_here()}; };
-    const auto facts = pid ? binds::read_in_netns_of(*pid, read) : read();
-    if (pod_ips.empty()) pod_ips = facts.first;
-    dual_stack = facts.second;
+    const auto read = [] { return Facts{binds::current_pod_addresses(), dual_stack_here(), binds::ipv6_listener_v6only()}; };
+    facts = pid ? binds::read_in_netns_of(*pid, read) : read();
+    if (pod_ips.empty()) pod_ips = facts.addresses;
   } catch (const std::system_error& e) {
     if (pod_ips.empty()) {
       fail(usage_exit, fmt::format("cannot read the addresses of the namespace of pid {} ({}); pass --pod-ip",
                                    pid.value_or(0), e.what()));
     }
   }
+  const bool dual_stack = facts.dual_stack;
   if (pod_ips.empty()) fail(usage_exit, "the namespace has no non-loopback address to use as the pod IP; pass --pod-ip");
 
   const std::string proc = pid ? "/proc/" + std::to_string(*pid) + "/net/" : "/proc/net/";
@@ -148,7 +156,13 @@ void run_check_binds(const CheckBindsFlags& flags) {
   for (const char* name : {"tcp", "tcp6"}) {
     if (const auto text = read_file(proc + name)) {
       any_table = true;
-      const auto found = binds::parse_proc_net_tcp(*text);
+      auto found = binds::parse_proc_net_tcp(*text);
+      for (auto& l : found) {
+        if (l.address.is_v6() && facts.v6only) {
+          const auto it = facts.v6only->find({l.address, l.port});
+          if (it != facts.v6only->end()) l.v6_only = it->second;
+        }
+      }
       listeners.insert(listeners.end(), found.begin(), found.end());
     }
   }
@@ -170,8 +184,9 @@ void run_check_binds(const CheckBindsFlags& flags) {
     for (const auto& v : verdicts) {
       std::vector<std::string> ls;
       for (const auto& l : v.listeners) {
-        ls.push_back(fmt::format(R"({{"address": {}, "uid": {}, "bind": {}}})", json_string(l.address.to_string()),
-                                 l.uid, json_string(binds::describe_bind(l.address, pod_ips, dual_stack))));
+        ls.push_back(fmt::format(R"({{"address": {}, "uid": {}, "v6_only": {}, "bind": {}}})",
+                                 json_string(l.address.to_string()), l.uid, json_bool(l.v6_only),
+                                 json_string(binds::describe_bind(l, pod_ips, dual_stack))));
       }
       ports.push_back(fmt::format(
           "    {{\"port\": {}, \"listeners\": [{}],\n     \"loopback\": {},\n     \"pod_ip\": {},\n     \"reason\": {}}}",

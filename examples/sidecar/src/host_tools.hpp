@@ -5,6 +5,7 @@
 #include <fcntl.h>
 #include <linux/capability.h>
 #include <poll.h>
+#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -76,7 +77,11 @@ inline ToolResult run_tool(const std::vector<std::string>& argv, std::string_vie
     result.err = std::string("fork: ") + std::strerror(errno);
     return result;
   }
-  // Feed stdin and drain both outputs together, so a chatty tool cannot block on a full pipe.
+  // Feed stdin and drain both outputs together, so a chatty tool cannot block on a full pipe. A tool
+  // that exits without reading all its input must give EPIPE, not kill us with SIGPIPE.
+  struct sigaction ignore{}, previous{};
+  ignore.sa_handler = SIG_IGN;
+  ::sigaction(SIGPIPE, &ignore, &previous);
   ::fcntl(in[1], F_SETFL, O_NONBLOCK);
   std::size_t written = 0;
   int in_fd = in[1];
@@ -112,6 +117,7 @@ inline ToolResult run_tool(const std::vector<std::string>& argv, std::string_vie
       }
     }
   }
+  ::sigaction(SIGPIPE, &previous, nullptr);
   int status = 0;
   while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
   }

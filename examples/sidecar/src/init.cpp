@@ -10,6 +10,8 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <array>
 #include <memory>
 #include <string>
 #include <vector>
@@ -90,17 +92,20 @@ std::string join(const std::vector<std::string>& argv) {
   return out;
 }
 
-/// Runs a tool; a failure ends init: exit 2 when it was about privileges, 1 otherwise.
+/// Ends init after a tool failed: exit 2 when it was about privileges, 1 otherwise.
+[[noreturn]] void tool_failed(const std::vector<std::string>& argv, const host::ToolResult& result) {
+  if (host::looks_like_permission_error(result.err)) {
+    // Capabilities held in a user namespace do not reach a network namespace it does not own.
+    fail(usage_exit, fmt::format("not permitted: '{}' needs CAP_NET_ADMIN over this network namespace: {}",
+                                 join(argv), result.err));
+  }
+  fail(1, fmt::format("'{}' failed (exit {}): {}", join(argv), result.status, result.err));
+}
+
+/// Runs a tool; a failure ends init (tool_failed).
 std::string must_run(const std::vector<std::string>& argv, std::string_view input = {}) {
   auto result = host::run_tool(argv, input);
-  if (result.status != 0) {
-    if (host::looks_like_permission_error(result.err)) {
-      // Capabilities held in a user namespace do not reach a network namespace it does not own.
-      fail(usage_exit, fmt::format("not permitted: '{}' needs CAP_NET_ADMIN over this network namespace: {}",
-                                   join(argv), result.err));
-    }
-    fail(1, fmt::format("'{}' failed (exit {}): {}", join(argv), result.status, result.err));
-  }
+  if (result.status != 0) tool_failed(argv, result);
   return result.out;
 }
 
@@ -142,6 +147,24 @@ bool item_present(const HostItem& item) {
   return result.out.find(item.shown) != std::string::npos;
 }
 
+/// Deletes a table init created once nothing uses it: no rule and no chain besides the built-in ones.
+void drop_table_if_unused(Family family, const char* nft_family, const std::string& table) {
+  const auto saved = must_run({tool(family, "tables-save"), "-t", table});
+  static constexpr std::array<std::string_view, 5> builtin{"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"};
+  std::string_view rest = saved;
+  while (!rest.empty()) {
+    const auto eol = rest.find('\n');
+    const auto line = rest.substr(0, eol);
+    rest.remove_prefix(eol == std::string_view::npos ? rest.size() : eol + 1);
+    if (line.starts_with("-A ")) return;
+    if (line.starts_with(":")) {
+      const auto chain = line.substr(1, line.find(' ') - 1);
+      if (std::find(builtin.begin(), builtin.end(), chain) == builtin.end()) return;
+    }
+  }
+  must_run({"nft", "delete", "table", nft_family, table});
+}
+
 const char* family_name(Family family) { return family == Family::v6 ? "IPv6" : "IPv4"; }
 
 void dry_run(const capture::CaptureConfig& config, const std::vector<Family>& families) {
@@ -156,12 +179,26 @@ void dry_run(const capture::CaptureConfig& config, const std::vector<Family>& fa
   }
 }
 
-void apply(const capture::CaptureConfig& config, Family family, bool clean, bool dry_run) {
-  const auto saved = capture::parse_saved(must_run({tool(family, "tables-save")}));
+/// What init will do in one address family, decided from the namespace's current state.
+struct FamilyPlan {
+  Family family = Family::v4;
+  capture::SavedState saved;
+  std::string transaction;                        // iptables-restore --noflush input ("" for nothing)
+  std::vector<std::vector<std::string>> after;    // ip commands, once the rules are in
+  std::vector<std::string> tables_to_drop;        // tables init created that it no longer uses
+  std::vector<std::string> new_tables;            // tables the transaction creates (dropped on rollback)
+};
+
+const char* nft_family(Family family) { return family == Family::v6 ? "ip6" : "ip"; }
+
+FamilyPlan plan(const capture::CaptureConfig& config, Family family, bool clean) {
+  FamilyPlan p;
+  p.family = family;
+  p.saved = capture::parse_saved(must_run({tool(family, "tables-save")}));
+  const auto& saved = p.saved;
   capture::RuleSet desired;
   if (!clean) desired = capture::capture_rules(config, family);
   // Decide, for each host item, whether to add it, keep it, or remove it (only if init added it).
-  std::vector<std::vector<std::string>> after;
   const auto wanted_items = host_items(config, family, true);
   for (const auto& item : host_items(config, family, false)) {
     const bool wanted = !clean && std::any_of(wanted_items.begin(), wanted_items.end(),
@@ -170,20 +207,56 @@ void apply(const capture::CaptureConfig& config, Family family, bool clean, bool
     if (wanted) {
       const bool present = item_present(item);
       if (!present || marked) capture::add_marker(desired, "nat", item.marker);
-      if (!present) after.push_back(item.add);
+      if (!present) p.after.push_back(item.add);
     } else if (marked && item_present(item)) {
-      after.push_back(item.remove);
+      p.after.push_back(item.remove);
     }
   }
-  const auto transaction = capture::apply_transaction(desired, saved);
-  if (dry_run) {
-    fmt::print("# {}: {} --noflush\n{}", family_name(family), tool(family, "tables-restore"), transaction);
-    for (const auto& argv : after) fmt::print("# {}: {}\n", family_name(family), join(argv));
-    return;
+  // Tables init creates (nf_tables makes them on first use) are marked, to be deleted again when unused.
+  std::vector<std::string> wanted_tables;
+  for (const auto& t : desired.tables) wanted_tables.push_back(t.name);
+  for (const auto& name : wanted_tables) {
+    if (!saved.existing_tables.contains(name)) p.new_tables.push_back(name);
+    if (!saved.existing_tables.contains(name) || saved.has_chain(name, capture::table_marker)) {
+      capture::add_marker(desired, name, std::string(capture::table_marker));
+    }
   }
-  if (!transaction.empty()) must_run({tool(family, "tables-restore"), "--noflush"}, transaction);
-  for (const auto& argv : after) must_run(argv);
-  fmt::print("podproxy-sidecar init: {} capture rules {}\n", family_name(family), clean ? "removed" : "applied");
+  for (const auto& [name, table] : saved.tables) {
+    if (saved.has_chain(name, capture::table_marker) &&
+        std::find(wanted_tables.begin(), wanted_tables.end(), name) == wanted_tables.end()) {
+      p.tables_to_drop.push_back(name);
+    }
+  }
+  p.transaction = capture::apply_transaction(desired, saved);
+  return p;
+}
+
+void print_plan(const FamilyPlan& p) {
+  const auto family = p.family;
+  fmt::print("# {}: {} --noflush\n{}", family_name(family), tool(family, "tables-restore"), p.transaction);
+  for (const auto& argv : p.after) fmt::print("# {}: {}\n", family_name(family), join(argv));
+  for (const auto& name : p.tables_to_drop) {
+    fmt::print("# {}: nft delete table {} {} (init created it; only if nothing else uses it)\n", family_name(family),
+               nft_family(family), name);
+  }
+}
+
+/// Puts a family's rules back as `p` found them (best effort: it reports, it does not throw).
+void roll_back(const FamilyPlan& p) {
+  const auto now = host::run_tool({tool(p.family, "tables-save")});
+  const auto transaction =
+      now.status == 0 ? capture::apply_transaction(capture::saved_rules(p.saved), capture::parse_saved(now.out)) : "";
+  const auto result = now.status == 0 ? host::run_tool({tool(p.family, "tables-restore"), "--noflush"}, transaction)
+                                      : now;
+  if (result.status != 0) {
+    fmt::print(stderr, "podproxy-sidecar init: could not roll back the {} rules: {}\n", family_name(p.family),
+               result.err);
+  } else {
+    if (p.saved.nf_tables && !host::find_in_path("nft").empty()) {
+      for (const auto& name : p.new_tables) drop_table_if_unused(p.family, nft_family(p.family), name);
+    }
+    fmt::print(stderr, "podproxy-sidecar init: {} rules rolled back to what they were\n", family_name(p.family));
+  }
 }
 
 void run_init(const InitFlags& flags) {
@@ -207,7 +280,30 @@ void run_init(const InitFlags& flags) {
     fail(usage_exit, "not permitted: changing the capture rules needs CAP_NET_ADMIN in this network namespace "
                      "(run as root, or give the init container NET_ADMIN)");
   }
-  for (const auto family : families) apply(config, family, flags.clean, flags.dry_run);
+  std::vector<FamilyPlan> plans;
+  for (const auto family : families) plans.push_back(plan(config, family, flags.clean));
+  if (flags.dry_run) {
+    for (const auto& p : plans) print_plan(p);
+    return;
+  }
+  // Each family's rules go in atomically; if a later family fails, the earlier ones are put back, so
+  // init leaves either every family changed or none.
+  for (std::size_t i = 0; i < plans.size(); ++i) {
+    if (plans[i].transaction.empty()) continue;
+    const std::vector<std::string> argv{tool(plans[i].family, "tables-restore"), "--noflush"};
+    const auto result = host::run_tool(argv, plans[i].transaction);
+    if (result.status == 0) continue;
+    for (std::size_t j = i; j-- > 0;) roll_back(plans[j]);
+    tool_failed(argv, result);
+  }
+  for (const auto& p : plans) {
+    for (const auto& argv : p.after) must_run(argv);
+    if (p.saved.nf_tables && !host::find_in_path("nft").empty()) {
+      for (const auto& name : p.tables_to_drop) drop_table_if_unused(p.family, nft_family(p.family), name);
+    }
+    fmt::print("podproxy-sidecar init: {} capture rules {}\n", family_name(p.family),
+               flags.clean ? "removed" : "applied");
+  }
 }
 
 }  // namespace

@@ -19,6 +19,8 @@ struct TcpListener {
   asio::ip::address address;
   std::uint16_t port = 0;
   std::uint32_t uid = 0;
+  /// IPV6_V6ONLY of an IPv6 listener, when known (from sock_diag; /proc does not show it).
+  std::optional<bool> v6_only = std::nullopt;
 };
 
 namespace detail {
@@ -87,7 +89,7 @@ inline std::vector<TcpListener> parse_proc_net_tcp(std::string_view text) {
     const auto [ptr, ec] = std::from_chars(f[7].data(), f[7].data() + f[7].size(), uid);
     if (!address || !port || *port > 0xffff || ec != std::errc{}) continue;
     (void)ptr;
-    listeners.push_back({*address, static_cast<std::uint16_t>(*port), uid});
+    listeners.push_back({*address, static_cast<std::uint16_t>(*port), uid, std::nullopt});
   }
   return listeners;
 }
