@@ -82,7 +82,10 @@ class Acceptor {
   /// The bound address (with the kernel's port when the options asked for port 0).
   [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return local_; }
   [[nodiscard]] const AcceptorOptions& options() const noexcept { return options_; }
+  /// The strand the accept loop runs on.
   [[nodiscard]] executor_type get_executor() const { return strand_; }
+  /// The executor the acceptor was made with (connections get strands of it).
+  [[nodiscard]] const executor_type& context_executor() const noexcept { return executor_; }
 
   /// Accept failures from running out of descriptors or memory (each followed by a back-off).
   [[nodiscard]] std::uint64_t overloads() const noexcept { return overloads_->load(std::memory_order_relaxed); }

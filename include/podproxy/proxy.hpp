@@ -71,7 +71,7 @@ class Proxy {
         relay_(std::move(relay)),
         options_(std::move(options)),
         stats_(options_.stats ? options_.stats : std::make_shared<ProxyStats>()),
-        control_(acceptor_.get_executor()),
+        control_(asio::make_strand(acceptor_.context_executor())),
         drain_timer_(control_) {}
 
   Proxy(const Proxy&) = delete;
@@ -88,8 +88,10 @@ class Proxy {
   /// `on_stopped` (if any) once the last connection is gone. Any thread; later calls do nothing.
   void stop(std::chrono::steady_clock::duration drain, std::function<void()> on_stopped = {}) {
     if (stopping_.exchange(true)) return;
-    acceptor_.close();
+    // One handler does it all: posting the close and the drain separately would let a one-thread
+    // io_context run out of work between the two, return from run(), and never start the drain.
     asio::post(control_, [this, drain, on_stopped = std::move(on_stopped)]() mutable {
+      acceptor_.close();
       on_stopped_ = std::move(on_stopped);
       drain_timer_.expires_after(drain);
       drain_timer_.async_wait([this](std::error_code ec) {

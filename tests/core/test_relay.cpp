@@ -204,7 +204,7 @@ TEMPLATE_TEST_CASE("relay: an upstream that never answers hits the connect timeo
   CHECK(proxy.stats().upstream_cx_connect_fail == 1);
 }
 
-TEMPLATE_TEST_CASE("relay: a connection idle for the idle timeout is closed; a busy one is not", "[relay]",
+TEMPLATE_TEST_CASE("relay: a connection idle for the idle timeout is closed, and a busy one is not", "[relay]",
                    SpliceRelay, BufferedRelay) {
   Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
     char block[256];

@@ -216,7 +216,11 @@ class RunningProxy {
     auto finished = done.get_future();
     proxy_->stop(drain, [&done] { done.set_value(); });
     const bool ok = finished.wait_for(drain + limit) == std::future_status::ready;
-    if (!ok) io_.stop();
+    if (!ok) {
+      io_.stop();
+      UNSCOPED_INFO("proxy did not stop within the drain and " << limit.count() << " s: " << proxy_->active()
+                    << " connection(s) still active");
+    }
     for (auto& t : runners_) t.join();
     return ok;
   }
