@@ -1,4 +1,4 @@
-# run --mode tproxy: TPROXY capture (init --mode tproxy, or the same rules written here), a transparent
+# run --mode tproxy: TPROXY capture (init --mode tproxy), a transparent
 # inbound listener, and delivery from the client's own address: the application sees the real client
 # (10.77.0.9), not 127.0.0.6 or 127.0.0.1. The sidecar drops to uid 1337 keeping only CAP_NET_ADMIN.
 source "$(dirname "$0")/lib.sh"
@@ -6,13 +6,10 @@ source "$(dirname "$0")/run_lib.sh"
 
 make_pod_and_client
 ip netns exec "$POD" "$SIDECAR" init --mode tproxy --no-ipv6 >/dev/null
-# The sidecar's deliveries leave as uid 1337 over lo toward the pod IP, from the client's address: the nat
-# rule "proxy calling its own pod -> inbound listener" would catch them. They carry the TPROXY mark (run
-# --tproxy-mark, 1337), so one rule lets them pass, as 127.0.0.6 does in REDIRECT mode. init --mode tproxy
-# does not write it yet (reported to the lead); until it does, the test adds it.
-if ! ip netns exec "$POD" iptables -t nat -S PODPROXY_OUTPUT | grep -q -- "-o lo -m mark --mark 0x539 -j RETURN"; then
-  ip netns exec "$POD" iptables -t nat -I PODPROXY_OUTPUT 1 -o lo -m mark --mark 1337 -j RETURN
-fi
+# The sidecar's deliveries leave as uid 1337 over lo toward the pod IP, from the client's address: they
+# pass the nat rules because they carry the TPROXY mark (run --tproxy-mark, init's TPROXY mark, 1337).
+ip netns exec "$POD" iptables -t nat -S PODPROXY_OUTPUT | grep -q -- "-o lo -m mark --mark 0x539 -j RETURN" \
+  || fail "init --mode tproxy wrote no nat exemption for TPROXY-marked deliveries"
 serve_pong "$POD" "$POD_IP" 8081
 serve_pong "$POD" 127.0.0.1 8080
 last_server_peer() { sed -n 's/^Ncat: Connection from \([0-9.]*\):.*/\1/p' "$WORK/server-$1.log" | tail -n 1; }

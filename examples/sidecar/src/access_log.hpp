@@ -16,6 +16,8 @@
 //   error=        the upstream connect error, quoted, or "-"
 #pragma once
 
+#include <cstddef>  // before any Asio header: see http.hpp
+
 #include <podproxy/connection_record.hpp>
 
 #include <fmt/format.h>

@@ -7,6 +7,12 @@
 // line, a bounded size, `Connection: close`.
 #pragma once
 
+// Asio 1.22 decides between aligned_alloc and operator new for its allocations by testing a libstdc++
+// macro without including any standard header: a translation unit whose first include is Asio's gets the
+// other choice than one that included a standard header first, and the two mix (alloc-dealloc mismatch
+// under ASan). A standard header first, always.
+#include <cstddef>
+
 #include <asio/any_io_executor.hpp>
 #include <asio/awaitable.hpp>
 #include <asio/ip/tcp.hpp>

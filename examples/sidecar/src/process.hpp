@@ -1,6 +1,8 @@
 // Process-level plumbing for `run`: finding the pod's addresses, dropping privileges after binding.
 #pragma once
 
+#include <cstddef>  // before any Asio header: see http.hpp
+
 #include <asio/ip/address.hpp>
 
 #include <cstdint>

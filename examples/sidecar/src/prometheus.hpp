@@ -1,6 +1,8 @@
 // Prometheus text exposition (format 0.0.4) of the proxies' counters, for the admin endpoint GET /stats.
 #pragma once
 
+#include <cstddef>  // before any Asio header: see http.hpp
+
 #include <podproxy/relay/pipe_pool.hpp>
 #include <podproxy/stats.hpp>
 

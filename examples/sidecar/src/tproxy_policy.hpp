@@ -1,6 +1,8 @@
 // The inbound policy of `run --mode tproxy`: the library's OriginalSource, except toward loopback.
 #pragma once
 
+#include <cstddef>  // before any Asio header: see http.hpp
+
 #include <podproxy/policy/original_source.hpp>
 
 #include <utility>
