@@ -12,6 +12,11 @@ cleanup() {
   for pid in "${_pids[@]:-}"; do [ -n "$pid" ] && kill "$pid" 2>/dev/null || true; done
   for pid in "${_pids[@]:-}"; do [ -n "$pid" ] && wait "$pid" 2>/dev/null || true; done
   for ns in "${_namespaces[@]:-}"; do [ -n "$ns" ] && ip netns del "$ns" 2>/dev/null || true; done
+  # Also every namespace named with this test's tag: make_ns called as $(make_ns ...) runs in a subshell,
+  # where it cannot add to _namespaces (and $$ is this shell's pid there too).
+  for ns in $(ip netns list 2>/dev/null | awk '{print $1}' | grep "^${TEST_TAG}-" || true); do
+    ip netns del "$ns" 2>/dev/null || true
+  done
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
