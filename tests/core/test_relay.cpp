@@ -30,6 +30,18 @@ using FixedProxy = RunningProxy<FixedPolicy, Relay>;
 
 FixedPolicy to(const tcp::endpoint& upstream) { return FixedPolicy{{.endpoint = upstream}}; }
 
+/// An upstream that echoes whatever it reads until the client closes.
+void echo(tcp::socket& s) {
+  char block[4096];
+  for (;;) {
+    std::error_code ec;
+    const auto n = s.read_some(asio::buffer(block), ec);
+    if (ec) return;
+    asio::write(s, asio::buffer(block, n), ec);
+    if (ec) return;
+  }
+}
+
 }  // namespace
 
 TEMPLATE_TEST_CASE("relay: bytes arrive intact both ways at once, from 1 byte to 64 MiB", "[relay]",
@@ -206,16 +218,7 @@ TEMPLATE_TEST_CASE("relay: an upstream that never answers hits the connect timeo
 
 TEMPLATE_TEST_CASE("relay: a connection idle for the idle timeout is closed, and a busy one is not", "[relay]",
                    SpliceRelay, BufferedRelay) {
-  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
-    char block[256];
-    for (;;) {
-      std::error_code ec;
-      const auto n = s.read_some(asio::buffer(block), ec);
-      if (ec) return;
-      asio::write(s, asio::buffer(block, n), ec);
-      if (ec) return;
-    }
-  });
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, echo);
   Records records;
   FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{},
                              {.idle_timeout = 1s, .on_complete = records.callback()});
@@ -338,16 +341,7 @@ TEMPLATE_TEST_CASE("relay: 1,000 concurrent connections each carry their own byt
 TEST_CASE("relay: a splice connection borrows pipes only while bytes flow, and an idle one holds none",
           "[relay][splice]") {
   auto pool = std::make_shared<PipePool>(PipePoolOptions{.pipe_size = 64 * 1024, .max_pipes = 8, .max_idle = 4});
-  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [](tcp::socket& s) {
-    char block[4096];
-    for (;;) {
-      std::error_code ec;
-      const auto n = s.read_some(asio::buffer(block), ec);
-      if (ec) return;
-      asio::write(s, asio::buffer(block, n), ec);
-      if (ec) return;
-    }
-  });
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, echo);
   FixedProxy<SpliceRelay> proxy(to(upstream.endpoint()), SpliceRelay(pool));
   asio::io_context io;
   std::vector<tcp::socket> clients;
