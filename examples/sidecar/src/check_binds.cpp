@@ -44,7 +44,7 @@ namespace sidecar {
 namespace {
 
 struct CheckBindsFlags {
-  std::string pid;
+  std::optional<std::string> pid;  // unset, not empty, when --pid is not given: `--pid ""` is an error
   std::vector<std::string> pod_ips;
   std::string policy;
   bool json = false;
@@ -99,10 +99,10 @@ std::string bracketed(const asio::ip::address& address) {
 
 void run_check_binds(const CheckBindsFlags& flags) {
   std::optional<int> pid;
-  if (!flags.pid.empty()) {
-    pid = static_cast<int>(parse_id("--pid", flags.pid));
-    if (*pid <= 0 || ::access(("/proc/" + flags.pid + "/ns/net").c_str(), F_OK) != 0) {
-      throw CLI::ValidationError("--pid", "no process " + flags.pid + " (or its network namespace is not visible)");
+  if (flags.pid) {
+    pid = static_cast<int>(parse_id("--pid", *flags.pid));
+    if (*pid <= 0 || ::access(("/proc/" + *flags.pid + "/ns/net").c_str(), F_OK) != 0) {
+      throw CLI::ValidationError("--pid", "no process " + *flags.pid + " (or its network namespace is not visible)");
     }
   }
   std::optional<binds::Reach binds::PortVerdict::*> policy;
