@@ -240,7 +240,8 @@ void add_check_binds_command(CLI::App& app) {
   cmd->add_option("--pod-ip", flags->pod_ips,
                   "The pod's IP (repeatable, or comma-separated; default: the namespace's non-loopback addresses)");
   cmd->add_option("--policy", flags->policy,
-                  "loopback or pod-ip: exit 1 when a listening port is unreachable through the sidecar under it");
+                  "loopback or pod-ip: exit 1 when a listening port is unreachable through the sidecar under it")
+      ->check(CLI::IsMember({"loopback", "pod-ip"}));  // also refuses --policy "" (empty means "not given" below)
   cmd->add_flag("--json", flags->json, "Print JSON (schema: see the comment at the top of check_binds.cpp)");
   cmd->footer("Exit status: 0, or 1 when --policy finds an unreachable port; 2 for a bad flag.");
   cmd->callback([flags] { run_check_binds(*flags); });
