@@ -114,7 +114,7 @@ TEMPLATE_TEST_CASE("load: a bounded soak of mixed connections with half-closes a
                    "pipes and memory at their baseline",
                    "[load][soak]", SpliceRelay, BufferedRelay) {
   // Bounded: at most `total` connections and `limit` of wall time, 200 at a time.
-  constexpr int total = 6000;
+  constexpr int total = 30000;
   constexpr int concurrency = 200;
   constexpr auto limit = 60s;
   // The upstream runs on a thread of its own; the clients on this one.
