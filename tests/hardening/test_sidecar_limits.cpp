@@ -137,7 +137,7 @@ TEST_CASE("sidecar limits: SIGTERM under load lets in-flight transfers finish an
   constexpr std::size_t first_part = 256 * 1024, second_part = 3 << 20;
   std::atomic<int> verified{0}, failed{0}, halfway{0};
   int refused_after = 0, attempts_after = 0;
-  bool sidecar_ran = false, deadline_passed = false, exited_before_done = false;
+  bool sidecar_ran = false, deadline_passed = false;
   int sidecar_status = -1;
   ns.run_inside([&] {
     ThreadedUpstream upstream;
@@ -200,17 +200,13 @@ TEST_CASE("sidecar limits: SIGTERM under load lets in-flight transfers finish an
         if (ec == asio::error::connection_refused) ++refused_after;
       }
     }
-    // The in-flight transfers carry on to their end.
+    // The in-flight transfers carry on to their end. The sidecar may exit before the clients have read
+    // everything (the last bytes wait in their receive buffers); a connection it cut would be a reset here.
     go.expires_at(std::chrono::steady_clock::time_point::min());
     io.restart();
     while (verified + failed < connections) {
       if (std::chrono::steady_clock::now() > deadline) {
         deadline_passed = true;
-        break;
-      }
-      if (!sidecar.running() && verified + failed < connections) {
-        io.run_for(500ms);  // what was already relayed may still be in flight to us
-        exited_before_done = verified + failed < connections;
         break;
       }
       io.run_for(20ms);
@@ -220,7 +216,6 @@ TEST_CASE("sidecar limits: SIGTERM under load lets in-flight transfers finish an
   REQUIRE(sidecar_ran);
   INFO("verified " << verified << ", failed " << failed);
   CHECK_FALSE(deadline_passed);
-  CHECK_FALSE(exited_before_done);
   CHECK(attempts_after == 20);
   CHECK(refused_after == 20);
   CHECK(verified == connections);
