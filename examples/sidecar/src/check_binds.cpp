@@ -44,7 +44,7 @@ namespace sidecar {
 namespace {
 
 struct CheckBindsFlags {
-  std::string pid;
+  std::optional<std::string> pid;  // unset, not empty, when --pid is not given: `--pid ""` is an error
   std::vector<std::string> pod_ips;
   std::string policy;
   bool json = false;
@@ -99,10 +99,10 @@ std::string bracketed(const asio::ip::address& address) {
 
 void run_check_binds(const CheckBindsFlags& flags) {
   std::optional<int> pid;
-  if (!flags.pid.empty()) {
-    pid = static_cast<int>(parse_id("--pid", flags.pid));
-    if (*pid <= 0 || ::access(("/proc/" + flags.pid + "/ns/net").c_str(), F_OK) != 0) {
-      throw CLI::ValidationError("--pid", "no process " + flags.pid + " (or its network namespace is not visible)");
+  if (flags.pid) {
+    pid = static_cast<int>(parse_id("--pid", *flags.pid));
+    if (*pid <= 0 || ::access(("/proc/" + *flags.pid + "/ns/net").c_str(), F_OK) != 0) {
+      throw CLI::ValidationError("--pid", "no process " + *flags.pid + " (or its network namespace is not visible)");
     }
   }
   std::optional<binds::Reach binds::PortVerdict::*> policy;
@@ -240,7 +240,8 @@ void add_check_binds_command(CLI::App& app) {
   cmd->add_option("--pod-ip", flags->pod_ips,
                   "The pod's IP (repeatable, or comma-separated; default: the namespace's non-loopback addresses)");
   cmd->add_option("--policy", flags->policy,
-                  "loopback or pod-ip: exit 1 when a listening port is unreachable through the sidecar under it");
+                  "loopback or pod-ip: exit 1 when a listening port is unreachable through the sidecar under it")
+      ->check(CLI::IsMember({"loopback", "pod-ip"}));  // also refuses --policy "" (empty means "not given" below)
   cmd->add_flag("--json", flags->json, "Print JSON (schema: see the comment at the top of check_binds.cpp)");
   cmd->footer("Exit status: 0, or 1 when --policy finds an unreachable port; 2 for a bad flag.");
   cmd->callback([flags] { run_check_binds(*flags); });
