@@ -24,6 +24,8 @@ seeds_overrides=("8080=127.0.0.1:9090" "80=[::1]:80" "http://127.0.0.1:15021/hea
 seeds_http_request=($'GET /stats HTTP/1.1\r\nHost: x\r\n\r\n' $'HEAD /ready?x=1 HTTP/1.0\r\n\r\n' $'GET  / HTTP/1.1\r\n\r\n' $'BREW / HTTP/2\r\n\r\n')
 
 status=0
+passed=0
+failed=0
 for i in "${!names[@]}"; do
   name=${names[$i]}
   bin="$out/fuzz_$name"
@@ -39,10 +41,13 @@ for i in "${!names[@]}"; do
         -artifact_prefix="$out/crash_${name}_" "$corpus" >"$log" 2>&1); then
     runs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
     echo "fuzz_$name: ${runs:-?} inputs in ${seconds}s, no finding"
+    passed=$((passed + 1))
   else
     echo "fuzz_$name: FINDING (log: $log)" >&2
     tail -n 40 "$log" >&2
     status=1
+    failed=$((failed + 1))
   fi
 done
+echo "fuzz: $passed passed, $failed failed"
 exit "$status"
