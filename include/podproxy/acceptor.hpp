@@ -44,6 +44,12 @@ struct AcceptorOptions {
   /// How long the accept loop pauses after EMFILE, ENFILE, ENOBUFS or ENOMEM before it tries again. The
   /// pending connections wait in the kernel's backlog meanwhile.
   std::chrono::milliseconds overload_backoff{100};
+  /// Give each accepted connection its own strand, so that one io_context may be run by several threads.
+  /// Set it to false when the io_context is run by exactly one thread (one io_context per thread, with
+  /// reuse_port, is the fast way to use several cores): connections then use the executor directly,
+  /// which saves a heap-held strand per connection and a hop through it per event. Wrong when false and
+  /// several threads run the io_context: that is a data race.
+  bool strand_per_connection = true;
 };
 
 /// A connection the acceptor accepted, with what a policy needs to know about it.
@@ -57,8 +63,9 @@ struct AcceptedConnection {
 /// or LocalAddress (TPROXY and plain listeners).
 ///
 /// Thread safety: `run` is a coroutine meant to run on one strand (or a one-threaded io_context); `close`
-/// may be called from any thread. Each accepted socket gets its own strand on the acceptor's executor, so
-/// connections may run on several threads of one io_context.
+/// may be called from any thread. Each accepted socket gets its own strand on the acceptor's executor (unless
+/// AcceptorOptions::strand_per_connection is false), so connections may run on several threads of one
+/// io_context.
 template <concepts::DestinationSource Source = RedirectedOrLocal>
 class Acceptor {
  public:
@@ -98,8 +105,9 @@ class Acceptor {
     using asio::experimental::as_tuple;
     asio::steady_timer backoff(strand_);
     while (acceptor_.is_open()) {
-      auto connection_strand = asio::make_strand(executor_);
-      auto [ec, socket] = co_await acceptor_.async_accept(connection_strand, as_tuple(asio::use_awaitable));
+      auto [ec, socket] = co_await acceptor_.async_accept(
+          options_.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_,
+          as_tuple(asio::use_awaitable));
       if (!ec) {
         if (auto connection = describe(std::move(socket))) {
           on_connection(std::move(*connection));

@@ -3,7 +3,7 @@
 
 #include <podproxy/downstream.hpp>
 #include <podproxy/upstream_target.hpp>
-#include <podproxy/relay/relay_result.hpp>
+#include <podproxy/relay/pump.hpp>
 
 #include <asio/ip/tcp.hpp>
 
@@ -61,7 +61,7 @@ enum class ConnectionEnd {
   return "-";
 }
 
-/// One finished connection. Handed to ProxyOptions::on_complete on the connection's strand.
+/// One finished connection. Handed to ProxyOptions::on_complete on the connection's executor.
 struct ConnectionRecord {
   Downstream downstream;
   /// What the policy chose; empty when it refused.

@@ -17,7 +17,7 @@
 #include <podproxy/relay/buffered_relay.hpp>
 #include <podproxy/relay/pipe.hpp>
 #include <podproxy/relay/pipe_pool.hpp>
-#include <podproxy/relay/relay_result.hpp>
+#include <podproxy/relay/pump.hpp>
 #include <podproxy/relay/splice_relay.hpp>
 #include <podproxy/stats.hpp>
 #include <podproxy/upstream_target.hpp>

@@ -7,26 +7,27 @@
 #include <podproxy/connection_record.hpp>
 #include <podproxy/detail/session_registry.hpp>
 #include <podproxy/detail/socket_ops.hpp>
+#include <podproxy/relay/pump.hpp>
 #include <podproxy/stats.hpp>
 
-#include <asio/bind_cancellation_slot.hpp>
 #include <asio/co_spawn.hpp>
 #include <asio/detached.hpp>
-#include <asio/experimental/as_tuple.hpp>
-#include <asio/experimental/awaitable_operators.hpp>
+#include <asio/dispatch.hpp>
+#include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
-#include <asio/this_coro.hpp>
-#include <asio/use_awaitable.hpp>
 
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <new>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -52,15 +53,20 @@ struct ProxyOptions {
 };
 
 /// Accepts with `Acceptor`, asks `Policy` where each connection goes, connects (with the connect timeout
-/// and the policy's source bind) and hands both sockets to `Relay`.
+/// and the policy's source bind) and hands both sockets to `Relay`'s pumps.
 ///
 /// Envoy's tcp_proxy semantics: nothing is read from the client before the upstream is connected; when the
 /// upstream cannot be reached the client is reset (SO_LINGER {1, 0}), so it sees "Connection reset by
 /// peer"; one connection's failure never touches another.
 ///
+/// Each connection is one heap object driven by completion handlers (no coroutine, no per-connection
+/// timer): connect and idle timeouts are found by one sweep per proxy, whose period is an eighth of the
+/// shorter timeout (between 5 ms and 1 s), so a timeout fires up to that much late.
+///
 /// Thread safety: `start`, `stop`, `stats` and `active` may be called from any thread. Connections run on
 /// their own strands of the acceptor's executor, so one io_context may be run by several threads; or make
-/// one Proxy per thread and io_context with SO_REUSEPORT acceptors sharing one ProxyStats.
+/// one Proxy per thread and io_context with SO_REUSEPORT acceptors sharing one ProxyStats, and set
+/// AcceptorOptions::strand_per_connection to false (the fastest way to use several cores).
 /// Lifetime: the Proxy must outlive the io_context's run(); it may not be moved once constructed.
 template <class AcceptorT, concepts::UpstreamPolicy Policy, concepts::Relay Relay>
 class Proxy {
@@ -72,16 +78,20 @@ class Proxy {
         options_(std::move(options)),
         stats_(options_.stats ? options_.stats : std::make_shared<ProxyStats>()),
         control_(asio::make_strand(acceptor_.context_executor())),
-        drain_timer_(control_) {}
+        drain_timer_(control_),
+        sweep_timer_(control_),
+        sweep_period_(sweep_period(options_)),
+        recheck_waits_(acceptor_.options().strand_per_connection) {}
 
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
 
-  /// Starts the accept loop. Call once.
+  /// Starts the accept loop and the timeout sweep. Call once.
   void start() {
     asio::co_spawn(acceptor_.get_executor(),
                    acceptor_.run([this](AcceptedConnection&& connection) { spawn(std::move(connection)); }),
                    asio::detached);
+    asio::post(control_, [this] { arm_sweep(); });
   }
 
   /// Stops accepting, lets in-flight connections finish for up to `drain`, then resets the rest. Calls
@@ -95,7 +105,7 @@ class Proxy {
       on_stopped_ = std::move(on_stopped);
       drain_timer_.expires_after(drain);
       drain_timer_.async_wait([this](std::error_code ec) {
-        if (!ec) sessions_.cancel_all();
+        if (!ec) cut_all();
       });
       maybe_stopped();
     });
@@ -109,6 +119,8 @@ class Proxy {
   [[nodiscard]] const Policy& policy() const noexcept { return policy_; }
   [[nodiscard]] const Relay& relay() const noexcept { return relay_; }
   [[nodiscard]] const AcceptorT& acceptor() const noexcept { return acceptor_; }
+  /// How often connect and idle timeouts are looked for.
+  [[nodiscard]] std::chrono::steady_clock::duration sweep_interval() const noexcept { return sweep_period_; }
 
   /// Whether `target` is this proxy itself: its listener (an unspecified listener address matches
   /// loopback, unspecified, and the address the connection arrived on) or one of `own_endpoints`.
@@ -129,30 +141,274 @@ class Proxy {
   }
 
  private:
+  using Clock = std::chrono::steady_clock;
+  using Pump = typename Relay::pump_type;
+  enum class Phase : std::uint8_t { connecting, relaying, done };
+
+  /// One connection: the client's socket, the upstream's, a pump per direction, and what the access log
+  /// will say. Lives on the heap from accept to the last completion handler; every handler that may still
+  /// run holds a reference (refs_), and the session holds one of its own until it has finished.
+  class Session : public detail::RegistryHook {
+   public:
+    Session(Proxy& proxy, AcceptedConnection&& connection)
+        : proxy_(proxy),
+          downstream_(std::move(connection.socket)),
+          upstream_(downstream_.get_executor()),
+          pumps_{proxy.relay_.make_pump(), proxy.relay_.make_pump()},
+          record_{.downstream = connection.downstream, .start = std::chrono::system_clock::now()},
+          started_(Clock::now()),
+          connect_deadline_(started_ + proxy.options_.connect_timeout) {}
+
+    Session(const Session&) = delete;
+    Session& operator=(const Session&) = delete;
+
+    [[nodiscard]] asio::any_io_executor executor() { return downstream_.get_executor(); }
+
+    void hold() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
+    void release() noexcept {
+      if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
+    }
+
+    /// On the session's executor: ask the policy, open the upstream socket, connect.
+    void start() {
+      guard([&] { begin(); });
+    }
+
+    /// Whether the sweep should look closer (any thread; reads only atomics and constants).
+    [[nodiscard]] bool due(Clock::time_point now, Clock::duration idle) const noexcept {
+      switch (phase_.load(std::memory_order_relaxed)) {
+        case Phase::connecting: return now >= connect_deadline_;
+        case Phase::relaying:
+          return idle > Clock::duration::zero() &&
+                 now - Clock::time_point(Clock::duration(last_activity_.load(std::memory_order_relaxed))) >= idle;
+        case Phase::done: return false;
+      }
+      return false;
+    }
+
+    /// Posted by the sweep: the connect timeout passed, or the connection may be idle.
+    void expire() {
+      const auto phase = phase_.load(std::memory_order_relaxed);
+      if (phase == Phase::connecting) {
+        timed_out_ = true;
+        detail::abort_socket(upstream_);  // the connect handler completes and reports the timeout
+      } else if (phase == Phase::relaying && due(Clock::now(), proxy_.options_.idle_timeout)) {
+        end(ConnectionEnd::idle_timeout, /*graceful=*/true);
+      }
+    }
+
+    /// Posted at the drain deadline: reset whatever is left.
+    void cut() {
+      cut_.store(true, std::memory_order_relaxed);
+      const auto phase = phase_.load(std::memory_order_relaxed);
+      if (phase == Phase::connecting) {
+        detail::abort_socket(upstream_);  // the connect handler completes and reports the cut
+      } else if (phase == Phase::relaying) {
+        end(ConnectionEnd::drained, /*graceful=*/false);
+      }
+    }
+
+   private:
+    ~Session() = default;
+    friend class Proxy;
+
+    template <class F>
+    void guard(F&& f) noexcept {
+      try {
+        f();
+      } catch (const std::exception&) {
+        // Only resource exhaustion (bad_alloc) can get here: this connection is lost, no other is.
+        end(ConnectionEnd::downstream_reset, /*graceful=*/false);
+      }
+    }
+
+    void begin() {
+      record_.upstream = proxy_.policy_.upstream_for(record_.downstream);
+      if (!record_.upstream) return end(ConnectionEnd::refused_by_policy, false);
+      const UpstreamTarget& target = *record_.upstream;
+      if (proxy_.is_self(target.endpoint, record_.downstream)) return end(ConnectionEnd::loop_refused, false);
+      detail::bump(proxy_.stats_->upstream_cx_total);
+      if (auto ec = proxy_.prepare_upstream(upstream_, target)) {
+        record_.error = ec;
+        return end(ConnectionEnd::upstream_connect_failed, false);
+      }
+      if (cut_.load(std::memory_order_relaxed)) return end(ConnectionEnd::drained, false);
+      hold();
+      upstream_.async_connect(target.endpoint, [this](std::error_code ec) {
+        guard([&] { connected(ec); });
+        release();
+      });
+    }
+
+    void connected(std::error_code ec) {
+      if (phase_.load(std::memory_order_relaxed) != Phase::connecting) return;
+      if (cut_.load(std::memory_order_relaxed)) return end(ConnectionEnd::drained, false);
+      if (timed_out_) {
+        record_.error = asio::error::timed_out;
+        return end(ConnectionEnd::upstream_connect_timeout, false);
+      }
+      if (ec) {
+        record_.error = ec;
+        return end(ConnectionEnd::upstream_connect_failed, false);
+      }
+      std::error_code ignored;
+      if (auto local = upstream_.local_endpoint(ignored); !ignored) record_.upstream_local = local;
+      upstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
+      downstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
+      // Pumps call splice(2) and recv(2) themselves: SPLICE_F_NONBLOCK does not cover the socket side, so
+      // the descriptors must be O_NONBLOCK (the upstream already is: its connect was asynchronous).
+      downstream_.non_blocking(true, ignored);
+      if (ignored) {
+        record_.error = ignored;
+        return end(ConnectionEnd::downstream_reset, false);
+      }
+      touch();
+      phase_.store(Phase::relaying, std::memory_order_relaxed);
+      // Try both directions at once: the client may have spoken already, and a server that speaks first
+      // may have too. Readiness is edge-triggered, and an edge that came before a wait was queued is
+      // gone, so a direction only ever waits after the kernel said EAGAIN to it.
+      run(0);
+      run(1);
+    }
+
+    static constexpr int read = 0;
+    static constexpr int write = 1;
+
+    [[nodiscard]] bool relaying() const noexcept {
+      return phase_.load(std::memory_order_relaxed) == Phase::relaying;
+    }
+    asio::ip::tcp::socket& source(int d) noexcept { return d == 0 ? downstream_ : upstream_; }
+    asio::ip::tcp::socket& sink(int d) noexcept { return d == 0 ? upstream_ : downstream_; }
+
+    void touch() noexcept {
+      last_activity_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
+    }
+
+    /// Moves what direction `d` can move now, then waits for what it needs next.
+    void run(int d) {
+      if (finished_[d] || !relaying()) return;
+      const PumpStep step = pumps_[d].transfer(source(d).native_handle(), sink(d).native_handle());
+      if (step.delivered > 0) delivered(d, step.delivered);
+      switch (step.status) {
+        case PumpStatus::want_read: return wait(d, read);
+        case PumpStatus::want_write: return wait(d, write);
+        case PumpStatus::yield:
+          hold();
+          asio::post(executor(), [this, d] {
+            guard([&] { run(d); });
+            release();
+          });
+          return;
+        case PumpStatus::fin:
+          finished_[d] = true;
+          detail::shutdown_send(sink(d));
+          if (finished_[0] && finished_[1]) end(ConnectionEnd::completed, /*graceful=*/true);
+          return;
+        case PumpStatus::source_failed:
+          return end(d == 0 ? ConnectionEnd::downstream_reset : ConnectionEnd::upstream_reset, false);
+        case PumpStatus::sink_failed:
+          return end(d == 0 ? ConnectionEnd::upstream_reset : ConnectionEnd::downstream_reset, false);
+      }
+    }
+
+    /// Waits until direction `d`'s source is readable (`kind` read) or its sink writable, then runs it.
+    void wait(int d, int kind) {
+      if (waiting_[d][kind]) return;  // already waiting for exactly that
+      waiting_[d][kind] = true;
+      auto& socket = kind == read ? source(d) : sink(d);
+      hold();
+      socket.async_wait(kind == read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
+                        [this, d, kind](std::error_code ec) {
+                          waiting_[d][kind] = false;
+                          if (ec != asio::error::operation_aborted) guard([&] { run(d); });
+                          release();
+                        });
+      if (proxy_.recheck_waits_) {
+        // Several threads run the io_context: another one may have taken the edge-triggered readiness
+        // between our EAGAIN and the wait (Asio does not re-check for waits). Look once more, now that
+        // the wait is queued: either the wait completes or this sees the readiness.
+        hold();
+        asio::post(executor(), [this, d, kind] {
+          if (waiting_[d][kind] && relaying()) {
+            pollfd p{(kind == read ? source(d) : sink(d)).native_handle(),
+                     static_cast<short>(kind == read ? POLLIN : POLLOUT), 0};
+            if (::poll(&p, 1, 0) > 0) guard([&] { run(d); });
+          }
+          release();
+        });
+      }
+    }
+
+    void delivered(int d, std::size_t n) noexcept {
+      touch();
+      if (d == 0) {
+        record_.bytes_from_downstream += n;
+        proxy_.stats_->downstream_cx_rx_bytes_total.fetch_add(n, std::memory_order_relaxed);
+      } else {
+        record_.bytes_from_upstream += n;
+        proxy_.stats_->downstream_cx_tx_bytes_total.fetch_add(n, std::memory_order_relaxed);
+      }
+    }
+
+    /// Ends the connection once: closes (FIN) or resets both sockets, reports, drops the own reference.
+    void end(ConnectionEnd why, bool graceful) noexcept {
+      if (phase_.exchange(Phase::done, std::memory_order_relaxed) == Phase::done) return;
+      record_.end = why;
+      pumps_[0].discard();
+      pumps_[1].discard();
+      if (graceful) {
+        detail::close_socket(downstream_);
+        detail::close_socket(upstream_);
+      } else {
+        detail::abort_socket(upstream_);
+        detail::abort_socket(downstream_);
+      }
+      record_.duration = Clock::now() - started_;
+      proxy_.finished(*this);
+      release();
+    }
+
+    Proxy& proxy_;
+    asio::ip::tcp::socket downstream_;
+    asio::ip::tcp::socket upstream_;
+    Pump pumps_[2];
+    ConnectionRecord record_;
+    Clock::time_point started_;
+    Clock::time_point connect_deadline_;
+    std::atomic<Clock::rep> last_activity_{0};
+    std::atomic<std::uint32_t> refs_{1};
+    std::atomic<Phase> phase_{Phase::connecting};
+    std::atomic<bool> cut_{false};
+    bool timed_out_ = false;
+    bool finished_[2] = {false, false};
+    bool waiting_[2][2] = {{false, false}, {false, false}};
+  };
+
+  static Clock::duration sweep_period(const ProxyOptions& options) {
+    auto shortest = options.connect_timeout;
+    if (options.idle_timeout > Clock::duration::zero()) shortest = std::min(shortest, options.idle_timeout);
+    return std::clamp<Clock::duration>(shortest / 8, std::chrono::milliseconds(5), std::chrono::seconds(1));
+  }
+
   void spawn(AcceptedConnection&& connection) {
+    Session* session = nullptr;
+    try {
+      session = new Session(*this, std::move(connection));
+    } catch (const std::exception&) {
+      detail::abort_socket(connection.socket);  // out of memory: this client is reset, nobody else
+      return;
+    }
     active_.fetch_add(1, std::memory_order_acq_rel);
     detail::bump(stats_->downstream_cx_total);
     detail::bump(stats_->downstream_cx_active);
-    auto control = std::make_shared<detail::SessionControl>(connection.socket.get_executor());
-    auto handle = sessions_.add(control);
-    auto executor = connection.socket.get_executor();
-    asio::co_spawn(executor, serve(std::move(connection), control, handle),
-                   asio::bind_cancellation_slot(control->signal.slot(), asio::detached));
+    sessions_.add(*session);
+    if (stopping_.load() && drain_passed_.load()) session->cut_.store(true, std::memory_order_relaxed);
+    asio::dispatch(session->executor(), [session] { session->start(); });
   }
 
-  asio::awaitable<void> serve(AcceptedConnection connection, std::shared_ptr<detail::SessionControl> control,
-                              detail::SessionRegistry::Handle handle) {
-    co_await asio::this_coro::throw_if_cancelled(false);
-    const auto started = std::chrono::steady_clock::now();
-    ConnectionRecord record{.downstream = connection.downstream, .start = std::chrono::system_clock::now()};
-    try {
-      co_await run_connection(connection.socket, *control, record);
-    } catch (const std::exception&) {
-      // Only resource exhaustion (bad_alloc) can get here: this connection is lost, no other is.
-      detail::abort_socket(connection.socket);
-      record.end = ConnectionEnd::downstream_reset;
-    }
-    record.duration = std::chrono::steady_clock::now() - started;
+  /// On the session's executor, exactly once: account, log, forget.
+  void finished(Session& session) noexcept {
+    const ConnectionRecord& record = session.record_;
     account(record);
     if (options_.on_complete) {
       try {
@@ -161,84 +417,50 @@ class Proxy {
         // An access log that throws must not take the proxy down.
       }
     }
-    sessions_.remove(handle);
+    sessions_.remove(session);
     detail::bump(stats_->downstream_cx_destroy);
     stats_->downstream_cx_active.fetch_sub(1, std::memory_order_relaxed);
     if (active_.fetch_sub(1, std::memory_order_acq_rel) == 1 && stopping_.load()) {
-      asio::post(control_, [this] { maybe_stopped(); });
+      try {
+        asio::post(control_, [this] { maybe_stopped(); });
+      } catch (...) {
+      }
     }
   }
 
-  asio::awaitable<void> run_connection(asio::ip::tcp::socket& downstream, detail::SessionControl& control,
-                                       ConnectionRecord& record) {
-    using namespace asio::experimental::awaitable_operators;
-    using asio::experimental::as_tuple;
-    record.upstream = policy_.upstream_for(record.downstream);
-    if (!record.upstream) {
-      record.end = ConnectionEnd::refused_by_policy;
-      detail::abort_socket(downstream);
-      co_return;
-    }
-    const UpstreamTarget& target = *record.upstream;
-    if (is_self(target.endpoint, record.downstream)) {
-      record.end = ConnectionEnd::loop_refused;
-      detail::abort_socket(downstream);
-      co_return;
-    }
+  /// On the control strand: posts `expire` to every session whose connect or idle timeout may have passed.
+  void arm_sweep() {
+    if (stopped_) return;
+    sweep_timer_.expires_after(sweep_period_);
+    sweep_timer_.async_wait([this](std::error_code ec) {
+      if (ec || stopped_) return;
+      const auto now = Clock::now();
+      const auto idle = options_.idle_timeout;
+      sessions_.for_each([&](detail::RegistryHook& hook) {
+        auto& session = static_cast<Session&>(hook);
+        if (!session.due(now, idle)) return;
+        session.hold();
+        asio::post(session.executor(), [&session] {
+          session.expire();
+          session.release();
+        });
+      });
+      arm_sweep();
+    });
+  }
 
-    detail::bump(stats_->upstream_cx_total);
-    asio::ip::tcp::socket upstream(downstream.get_executor());
-    if (auto ec = prepare_upstream(upstream, target)) {
-      record.end = ConnectionEnd::upstream_connect_failed;
-      record.error = ec;
-      detail::abort_socket(downstream);
-      co_return;
-    }
-
-    asio::steady_timer timeout(downstream.get_executor());
-    timeout.expires_after(options_.connect_timeout);
-    auto outcome = co_await (upstream.async_connect(target.endpoint, as_tuple(asio::use_awaitable)) ||
-                             timeout.async_wait(as_tuple(asio::use_awaitable)));
-    std::error_code connect_error;
-    if (outcome.index() == 0) {
-      connect_error = std::get<0>(std::get<0>(outcome));
-    } else {
-      connect_error = std::get<0>(std::get<1>(outcome)) ? asio::error::operation_aborted
-                                                        : asio::error::timed_out;
-    }
-    if (control.cut.load(std::memory_order_relaxed)) {
-      record.end = ConnectionEnd::drained;
-      detail::abort_socket(upstream);
-      detail::abort_socket(downstream);
-      co_return;
-    }
-    if (connect_error) {
-      record.end = connect_error == asio::error::timed_out ? ConnectionEnd::upstream_connect_timeout
-                                                           : ConnectionEnd::upstream_connect_failed;
-      record.error = connect_error;
-      detail::abort_socket(upstream);
-      detail::abort_socket(downstream);
-      co_return;
-    }
-
-    std::error_code ignored;
-    record.upstream_local = upstream.local_endpoint(ignored);
-    upstream.set_option(asio::ip::tcp::no_delay(true), ignored);
-    downstream.set_option(asio::ip::tcp::no_delay(true), ignored);
-
-    const RelayContext context{.idle_timeout = options_.idle_timeout,
-                               .downstream_rx_total = &stats_->downstream_cx_rx_bytes_total,
-                               .downstream_tx_total = &stats_->downstream_cx_tx_bytes_total};
-    const RelayResult result = co_await relay_.relay(downstream, upstream, context);
-    record.bytes_from_downstream = result.bytes_from_downstream;
-    record.bytes_from_upstream = result.bytes_from_upstream;
-    switch (result.end) {
-      case RelayEnd::completed: record.end = ConnectionEnd::completed; break;
-      case RelayEnd::downstream_reset: record.end = ConnectionEnd::downstream_reset; break;
-      case RelayEnd::upstream_reset: record.end = ConnectionEnd::upstream_reset; break;
-      case RelayEnd::idle_timeout: record.end = ConnectionEnd::idle_timeout; break;
-      case RelayEnd::cancelled: record.end = ConnectionEnd::drained; break;
-    }
+  /// On the control strand, at the drain deadline: reset every connection left.
+  void cut_all() {
+    drain_passed_.store(true);
+    sessions_.for_each([&](detail::RegistryHook& hook) {
+      auto& session = static_cast<Session&>(hook);
+      session.cut_.store(true, std::memory_order_relaxed);
+      session.hold();
+      asio::post(session.executor(), [&session] {
+        session.cut();
+        session.release();
+      });
+    });
   }
 
   /// Opens the upstream socket with the mark, transparency and source bind the target asks for.
@@ -293,6 +515,7 @@ class Proxy {
     if (!stopping_.load() || active_.load(std::memory_order_acquire) != 0 || stopped_) return;
     stopped_ = true;
     drain_timer_.cancel();
+    sweep_timer_.cancel();
     if (on_stopped_) std::exchange(on_stopped_, nullptr)();
   }
 
@@ -303,9 +526,13 @@ class Proxy {
   std::shared_ptr<ProxyStats> stats_;
   asio::strand<asio::any_io_executor> control_;
   asio::steady_timer drain_timer_;
+  asio::steady_timer sweep_timer_;
+  Clock::duration sweep_period_;
+  bool recheck_waits_;
   detail::SessionRegistry sessions_;
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> stopping_{false};
+  std::atomic<bool> drain_passed_{false};
   bool stopped_ = false;  // control strand only
   std::function<void()> on_stopped_;  // control strand only
 };

@@ -31,14 +31,33 @@ struct PolicyNotCopyable {
   std::optional<UpstreamTarget> upstream_for(const Downstream&) const { return std::nullopt; }
 };
 
+struct PumpArchetype {
+  PumpStep transfer(int, int) { return {}; }
+  void discard() noexcept {}
+};
 struct RelayArchetype {
-  asio::awaitable<RelayResult> relay(tcp::socket&, tcp::socket&, const RelayContext&) const { co_return RelayResult{}; }
+  using pump_type = PumpArchetype;
+  pump_type make_pump() const { return {}; }
 };
-struct RelayNonConst {
-  asio::awaitable<RelayResult> relay(tcp::socket&, tcp::socket&, const RelayContext&) { co_return RelayResult{}; }
+struct RelayNonConst {  // make_pump is not const: relays are shared by every connection
+  using pump_type = PumpArchetype;
+  pump_type make_pump() { return {}; }
 };
-struct RelayNotAwaitable {
-  RelayResult relay(tcp::socket&, tcp::socket&, const RelayContext&) const { return {}; }
+struct PumpWrongResult {
+  std::size_t transfer(int, int) { return 0; }
+  void discard() noexcept {}
+};
+struct RelayWrongStep {
+  using pump_type = PumpWrongResult;
+  pump_type make_pump() const { return {}; }
+};
+struct PumpThrowingDiscard {
+  PumpStep transfer(int, int) { return {}; }
+  void discard() {}
+};
+struct RelayThrowingDiscard {  // discard runs while a connection is torn down: it must not throw
+  using pump_type = PumpThrowingDiscard;
+  pump_type make_pump() const { return {}; }
 };
 
 struct SourceArchetype {
@@ -61,7 +80,10 @@ TEST_CASE("concepts: archetypes are models and near misses are rejected", "[conc
 
   STATIC_REQUIRE(concepts::Relay<RelayArchetype>);
   STATIC_REQUIRE_FALSE(concepts::Relay<RelayNonConst>);
-  STATIC_REQUIRE_FALSE(concepts::Relay<RelayNotAwaitable>);
+  STATIC_REQUIRE_FALSE(concepts::Relay<RelayWrongStep>);
+  STATIC_REQUIRE_FALSE(concepts::Relay<RelayThrowingDiscard>);
+  STATIC_REQUIRE(concepts::Relay<SpliceRelay>);
+  STATIC_REQUIRE(concepts::Relay<BufferedRelay>);
   STATIC_REQUIRE_FALSE(concepts::Relay<PolicyArchetype>);
 
   STATIC_REQUIRE(concepts::DestinationSource<SourceArchetype>);

@@ -1,24 +1,30 @@
 // concepts::Relay: how a proxy moves bytes between the client and the upstream once both are connected.
 #pragma once
 
-#include <podproxy/relay/relay_result.hpp>
-
-#include <asio/awaitable.hpp>
-#include <asio/ip/tcp.hpp>
+#include <podproxy/relay/pump.hpp>
 
 #include <concepts>
 
 namespace podproxy::concepts {
 
-/// A relay moves bytes both ways between two connected sockets until the connection is over, propagating
-/// half-close (FIN -> shutdown(SHUT_WR)) and resets, and closes both sockets before it returns. It is a
-/// small value type shared by every connection of a proxy: `relay` is const and may run on several
-/// threads at once. Both sockets' executor is the connection's strand; the relay runs there.
+/// A relay is a small value shared by every connection of a proxy (`make_pump` is const and may be
+/// called from several threads at once). For each direction of each connection the proxy makes one
+/// `pump_type`, and calls `transfer(source_fd, sink_fd)` when the pump's last step said the source is
+/// readable or the sink writable (and once, speculatively, when the relay starts). Both descriptors are
+/// connected, non-blocking stream sockets that the proxy owns: a pump never closes, shuts down or waits
+/// on them. It moves what it can without blocking and returns a PumpStep:
+/// - `want_read` only when it holds no byte, so an idle direction holds nothing pooled;
+/// - `want_write` when it holds bytes the sink would not take (memory stays bounded by what it holds);
+/// - `yield` after its budget, so one busy connection cannot starve the others on its thread;
+/// - `fin`, `source_failed`, `sink_failed` end the direction: the proxy half-closes or resets.
+/// `discard()` is called when the connection is aborted: drop whatever is held (the bytes are lost).
+/// The proxy serialises calls on one connection; a pump needs no lock of its own.
 template <class R>
-concept Relay = std::copy_constructible<R> &&
-    requires(const R& relay, asio::ip::tcp::socket& downstream, asio::ip::tcp::socket& upstream,
-             const RelayContext& context) {
-      { relay.relay(downstream, upstream, context) } -> std::same_as<asio::awaitable<RelayResult>>;
+concept Relay = std::copy_constructible<R> && std::movable<typename R::pump_type> &&
+    requires(const R& relay, typename R::pump_type& pump, int fd) {
+      { relay.make_pump() } -> std::same_as<typename R::pump_type>;
+      { pump.transfer(fd, fd) } -> std::same_as<PumpStep>;
+      { pump.discard() } noexcept;
     };
 
 }  // namespace podproxy::concepts

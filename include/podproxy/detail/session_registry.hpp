@@ -1,54 +1,49 @@
-// SessionRegistry: the live connections of a proxy, so that a drain deadline can cancel the rest.
+// SessionRegistry: the live connections of a proxy, so that timeouts and a drain deadline can reach them.
 #pragma once
 
-#include <asio/any_io_executor.hpp>
-#include <asio/cancellation_signal.hpp>
-#include <asio/post.hpp>
-
-#include <atomic>
-#include <list>
-#include <memory>
 #include <mutex>
 
 namespace podproxy::detail {
 
-/// One connection's cancellation handle. The signal may only be emitted on the connection's strand.
-struct SessionControl {
-  explicit SessionControl(asio::any_io_executor executor) : strand(std::move(executor)) {}
-  asio::any_io_executor strand;
-  asio::cancellation_signal signal;
-  std::atomic<bool> cut{false};  ///< set before the signal is emitted: the session checks it between phases
+/// What a registered session carries: its links in the registry's list (no allocation to register).
+struct RegistryHook {
+  RegistryHook* prev = nullptr;
+  RegistryHook* next = nullptr;
 };
 
-/// Thread-safe list of live sessions.
+/// Thread-safe intrusive list of live sessions.
 class SessionRegistry {
  public:
-  using Handle = std::list<std::shared_ptr<SessionControl>>::iterator;
+  SessionRegistry() noexcept { head_.prev = head_.next = &head_; }
+  SessionRegistry(const SessionRegistry&) = delete;
+  SessionRegistry& operator=(const SessionRegistry&) = delete;
 
-  Handle add(std::shared_ptr<SessionControl> control) {
+  void add(RegistryHook& hook) noexcept {
     std::lock_guard lock(mutex_);
-    return sessions_.insert(sessions_.end(), std::move(control));
+    hook.prev = head_.prev;
+    hook.next = &head_;
+    head_.prev->next = &hook;
+    head_.prev = &hook;
   }
 
-  void remove(Handle handle) {
-    std::shared_ptr<SessionControl> keep;  // released outside the lock
+  void remove(RegistryHook& hook) noexcept {
     std::lock_guard lock(mutex_);
-    keep = std::move(*handle);
-    sessions_.erase(handle);
+    hook.prev->next = hook.next;
+    hook.next->prev = hook.prev;
+    hook.prev = hook.next = nullptr;
   }
 
-  /// Asks every live session to stop at once (terminal cancellation on its own strand).
-  void cancel_all() {
+  /// Calls `f(RegistryHook&)` for every live session, under the registry's lock: a session cannot be
+  /// removed (and so destroyed) while `f` looks at it. `f` must not block or call back into the registry.
+  template <class F>
+  void for_each(F&& f) {
     std::lock_guard lock(mutex_);
-    for (const auto& control : sessions_) {
-      control->cut.store(true, std::memory_order_relaxed);
-      asio::post(control->strand, [control] { control->signal.emit(asio::cancellation_type::terminal); });
-    }
+    for (RegistryHook* hook = head_.next; hook != &head_; hook = hook->next) f(*hook);
   }
 
  private:
   std::mutex mutex_;
-  std::list<std::shared_ptr<SessionControl>> sessions_;
+  RegistryHook head_;
 };
 
 }  // namespace podproxy::detail

@@ -1,0 +1,38 @@
+// PumpStep: what one direction of a relay reports after moving bytes, and what it needs next.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+
+namespace podproxy {
+
+/// What a pump needs before it can make progress again, or how its direction ended.
+enum class PumpStatus : std::uint8_t {
+  want_read,      ///< the source has nothing more now; the pump holds no byte (and no pipe or buffer)
+  want_write,     ///< the sink takes nothing more now; the pump holds bytes for it
+  yield,          ///< the pump moved its budget; call it again after other connections had a turn
+  fin,            ///< the source sent a FIN and every byte before it was delivered
+  source_failed,  ///< reading the source failed (a RST, or any other receive error)
+  sink_failed,    ///< writing the sink failed (EPIPE, ECONNRESET)
+};
+
+[[nodiscard]] constexpr std::string_view to_string(PumpStatus status) noexcept {
+  switch (status) {
+    case PumpStatus::want_read: return "want_read";
+    case PumpStatus::want_write: return "want_write";
+    case PumpStatus::yield: return "yield";
+    case PumpStatus::fin: return "fin";
+    case PumpStatus::source_failed: return "source_failed";
+    case PumpStatus::sink_failed: return "sink_failed";
+  }
+  return "unknown";
+}
+
+/// The outcome of one `transfer` call: bytes written to the sink during the call, and what comes next.
+struct PumpStep {
+  std::size_t delivered = 0;
+  PumpStatus status = PumpStatus::want_read;
+};
+
+}  // namespace podproxy
