@@ -126,7 +126,7 @@ int main(int argc, char** argv) {
       auto worker = std::make_unique<Worker>();
       // The first acceptor learns the port (when 0 was asked for); the others join it with SO_REUSEPORT.
       podproxy::Acceptor<podproxy::LocalAddress> acceptor(worker->io.get_executor(),
-                                                          {.endpoint = bound, .reuse_port = true});
+                                                          {.endpoint = bound, .reuse_port = true, .strand_per_connection = false});
       bound = acceptor.local_endpoint();
       const podproxy::ProxyOptions proxy_options{.stats = stats};
       if (options.relay == "splice") {

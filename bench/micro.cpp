@@ -216,7 +216,7 @@ template <class Relay>
 class ProxyThread {
  public:
   ProxyThread(unsigned short upstream_port, Relay relay)
-      : proxy_(Acceptor(io_.get_executor(), {}),
+      : proxy_(Acceptor(io_.get_executor(), {.strand_per_connection = false}),
                podproxy::FixedPolicy{{.endpoint = {asio::ip::address_v4::loopback(), upstream_port}}},
                std::move(relay)) {
     proxy_.start();

@@ -28,9 +28,10 @@ asio::ip::tcp::endpoint parse_endpoint(const std::string& text) {
 
 template <class Policy, class Relay>
 int serve(const asio::ip::tcp::endpoint& listen, Policy policy, Relay relay) {
-  asio::io_context io;
-  podproxy::Proxy proxy(podproxy::Acceptor<>(io.get_executor(), {.endpoint = listen}), std::move(policy),
-                        std::move(relay));
+  asio::io_context io{1};  // one thread: connections need no strand
+  podproxy::Proxy proxy(
+      podproxy::Acceptor<>(io.get_executor(), {.endpoint = listen, .strand_per_connection = false}),
+      std::move(policy), std::move(relay));
   proxy.start();
   std::cout << "listening on " << proxy.local_endpoint() << std::endl;
   asio::signal_set signals(io, SIGINT, SIGTERM);

@@ -47,7 +47,11 @@ void echo(tcp::socket& s) {
 TEMPLATE_TEST_CASE("relay: bytes arrive intact both ways at once, from 1 byte to 64 MiB", "[relay]",
                    SpliceRelay, BufferedRelay, SpliceNoPipes, SpliceSmallPipes) {
   const std::uint64_t size = GENERATE(1ULL, 1000ULL, 65'543ULL, (1ULL << 20) + 3, 64ULL << 20);
+  // Both ways to run connections: directly on a one-thread io_context, and on strands of an io_context
+  // that two threads run (where waits are re-checked after queueing).
+  const bool strands = GENERATE(false, true);
   if (!std::is_same_v<TestType, SpliceRelay> && !std::is_same_v<TestType, BufferedRelay> && size > (8ULL << 20)) return;  // the variants: up to 8 MiB
+  CAPTURE(size, strands);
   // Each side sends its own stream while receiving the other's; each checks what it got.
   std::promise<bool> server_result;
   Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
@@ -60,7 +64,8 @@ TEMPLATE_TEST_CASE("relay: bytes arrive intact both ways at once, from 1 byte to
     server_result.set_value(got == expected_checksum(1, size));
   });
   Records records;
-  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()});
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()},
+                             {.strand_per_connection = strands}, nullptr, strands ? 2 : 1);
 
   asio::io_context io;
   auto client = connect_client(io, proxy.endpoint());

@@ -3,7 +3,8 @@
 // /healthz/ready), one access-log line per connection on stdout, and a drain on SIGTERM.
 //
 // Threads: one io_context run by --threads threads. Each listener is one Proxy (one acceptor on its own
-// strand, so accepts are serialised); every connection runs on its own strand and so on any of the threads.
+// strand, so accepts are serialised); every connection runs on its own strand and so on any of the threads
+// (with --threads 1 connections need no strand and run on the io_context directly).
 // Simpler than one io_context per thread with SO_REUSEPORT listeners, and it keeps one ProxyStats per
 // listener without sharing; accepting is cheap next to relaying, so one accepting strand is not the limit.
 #include "access_log.hpp"
@@ -219,10 +220,12 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   try {
     inbound = std::make_unique<InboundProxy>(
         podproxy::Acceptor<Source>(io.get_executor(), {.endpoint = {s.listen_address, s.inbound_port},
-                                                       .transparent = s.tproxy}),
+                                                       .transparent = s.tproxy,
+                                                       .strand_per_connection = s.threads > 1}),
         std::move(inbound_policy), relay, std::move(inbound_options));
     outbound = std::make_unique<OutboundProxy>(
-        podproxy::Acceptor<>(io.get_executor(), {.endpoint = {s.listen_address, s.outbound_port}}),
+        podproxy::Acceptor<>(io.get_executor(), {.endpoint = {s.listen_address, s.outbound_port},
+                                                 .strand_per_connection = s.threads > 1}),
         podproxy::PodIpPolicy::without_source_bind(), relay, std::move(outbound_options));
     admin = std::make_unique<http::Server>(
         io.get_executor(), asio::ip::tcp::endpoint{asio::ip::address_v4::loopback(), s.admin_port},
