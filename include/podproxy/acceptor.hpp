@@ -105,11 +105,12 @@ class Acceptor {
     using asio::experimental::as_tuple;
     asio::steady_timer backoff(strand_);
     while (acceptor_.is_open()) {
+      asio::ip::tcp::endpoint peer;  // accept(2) fills it in: no getpeername
       auto [ec, socket] = co_await acceptor_.async_accept(
-          options_.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_,
+          options_.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_, peer,
           as_tuple(asio::use_awaitable));
       if (!ec) {
-        if (auto connection = describe(std::move(socket))) {
+        if (auto connection = describe(std::move(socket), peer)) {
           on_connection(std::move(*connection));
         }
         continue;
@@ -179,12 +180,10 @@ class Acceptor {
     local_ = acceptor_.local_endpoint();
   }
 
-  std::optional<AcceptedConnection> describe(asio::ip::tcp::socket socket) {
+  std::optional<AcceptedConnection> describe(asio::ip::tcp::socket socket, const asio::ip::tcp::endpoint& peer) {
     std::error_code ec;
-    const auto peer = socket.remote_endpoint(ec);
-    if (ec) return std::nullopt;  // reset while queued: nothing to serve
     const auto local = socket.local_endpoint(ec);
-    if (ec) return std::nullopt;
+    if (ec) return std::nullopt;  // reset while queued: nothing to serve
     const auto original = source_.original_destination(socket, local);
     return AcceptedConnection{std::move(socket), Downstream{peer, local, original}};
   }

@@ -19,12 +19,10 @@ namespace podproxy {
 /// IP6T_SO_ORIGINAL_DST). std::nullopt when the connection was not NATed (ENOENT), or on any other error,
 /// which `ec` then holds.
 [[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
-    asio::ip::tcp::socket& socket, std::error_code& ec) {
+    asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& local, std::error_code& ec) {
   ec.clear();
   const int fd = socket.native_handle();
   sockaddr_storage storage{};
-  const auto local = socket.local_endpoint(ec);
-  if (ec) return std::nullopt;
   // A dual-stack listener hands IPv4 clients over as v4-mapped IPv6: their NAT entry is an IPv4 one.
   const bool v6 = local.address().is_v6() && !local.address().to_v6().is_v4_mapped();
   // The kernel writes the address but not the length (getorigdst): ask for exactly one address.
@@ -42,6 +40,14 @@ namespace podproxy {
   return endpoint;
 }
 
+/// As above, asking the kernel for the socket's local address first.
+[[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
+    asio::ip::tcp::socket& socket, std::error_code& ec) {
+  const auto local = socket.local_endpoint(ec);
+  if (ec) return std::nullopt;
+  return redirected_destination(socket, local, ec);
+}
+
 /// Destination source for REDIRECT capture: SO_ORIGINAL_DST when netfilter rewrote the connection, the
 /// accepted socket's local address otherwise (a direct connection, or TPROXY, where the local address
 /// is what the client dialed).
@@ -49,7 +55,7 @@ struct RedirectedOrLocal {
   [[nodiscard]] asio::ip::tcp::endpoint original_destination(asio::ip::tcp::socket& socket,
                                                              const asio::ip::tcp::endpoint& local) const {
     std::error_code ec;
-    if (auto redirected = redirected_destination(socket, ec)) {
+    if (auto redirected = redirected_destination(socket, local, ec)) {
       return *redirected;
     }
     return local;

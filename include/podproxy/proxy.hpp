@@ -18,7 +18,6 @@
 #include <asio/strand.hpp>
 
 #include <netinet/in.h>
-#include <poll.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -80,8 +79,7 @@ class Proxy {
         control_(asio::make_strand(acceptor_.context_executor())),
         drain_timer_(control_),
         sweep_timer_(control_),
-        sweep_period_(sweep_period(options_)),
-        recheck_waits_(acceptor_.options().strand_per_connection) {}
+        sweep_period_(sweep_period(options_)) {}
 
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
@@ -252,7 +250,9 @@ class Proxy {
         return end(ConnectionEnd::upstream_connect_failed, false);
       }
       std::error_code ignored;
-      if (auto local = upstream_.local_endpoint(ignored); !ignored) record_.upstream_local = local;
+      if (proxy_.options_.on_complete) {  // only an access log reads it: spare the syscall otherwise
+        if (auto local = upstream_.local_endpoint(ignored); !ignored) record_.upstream_local = local;
+      }
       upstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
       downstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
       // Pumps call splice(2) and recv(2) themselves: SPLICE_F_NONBLOCK does not cover the socket side, so
@@ -264,11 +264,10 @@ class Proxy {
       }
       touch();
       phase_.store(Phase::relaying, std::memory_order_relaxed);
-      // Try both directions at once: the client may have spoken already, and a server that speaks first
-      // may have too. Readiness is edge-triggered, and an edge that came before a wait was queued is
-      // gone, so a direction only ever waits after the kernel said EAGAIN to it.
+      // The client has likely spoken already: move its bytes now. The upstream's direction waits (a
+      // server that spoke first is ready at once: see wait()).
       run(0);
-      run(1);
+      if (relaying()) wait(1, read);
     }
 
     static constexpr int read = 0;
@@ -312,6 +311,9 @@ class Proxy {
     }
 
     /// Waits until direction `d`'s source is readable (`kind` read) or its sink writable, then runs it.
+    /// Readiness is edge-triggered, but no edge is lost between a pump's EAGAIN and this wait: Asio queues
+    /// a wait with EPOLL_CTL_MOD, which re-evaluates readiness and reports a descriptor that is ready now.
+    /// For the same reason a pump may stop reading at a short read without asking for EAGAIN first.
     void wait(int d, int kind) {
       if (waiting_[d][kind]) return;  // already waiting for exactly that
       waiting_[d][kind] = true;
@@ -323,20 +325,6 @@ class Proxy {
                           if (ec != asio::error::operation_aborted) guard([&] { run(d); });
                           release();
                         });
-      if (proxy_.recheck_waits_) {
-        // Several threads run the io_context: another one may have taken the edge-triggered readiness
-        // between our EAGAIN and the wait (Asio does not re-check for waits). Look once more, now that
-        // the wait is queued: either the wait completes or this sees the readiness.
-        hold();
-        asio::post(executor(), [this, d, kind] {
-          if (waiting_[d][kind] && relaying()) {
-            pollfd p{(kind == read ? source(d) : sink(d)).native_handle(),
-                     static_cast<short>(kind == read ? POLLIN : POLLOUT), 0};
-            if (::poll(&p, 1, 0) > 0) guard([&] { run(d); });
-          }
-          release();
-        });
-      }
     }
 
     void delivered(int d, std::size_t n) noexcept {
@@ -528,7 +516,6 @@ class Proxy {
   asio::steady_timer drain_timer_;
   asio::steady_timer sweep_timer_;
   Clock::duration sweep_period_;
-  bool recheck_waits_;
   detail::SessionRegistry sessions_;
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> stopping_{false};

@@ -352,13 +352,20 @@ TEST_CASE("relay: a splice connection borrows pipes only while bytes flow, and a
   FixedProxy<SpliceRelay> proxy(to(upstream.endpoint()), SpliceRelay(pool));
   asio::io_context io;
   std::vector<tcp::socket> clients;
+  const auto exchange = [&](tcp::socket& client, std::size_t size, char fill) {
+    asio::write(client, asio::buffer(std::string(size, fill)));
+    std::string echo(size, '\0');
+    asio::read(client, asio::buffer(echo));
+    CHECK(echo == std::string(size, fill));
+  };
   for (int i = 0; i < 3; ++i) {
     clients.push_back(connect_client(io, proxy.endpoint()));
-    asio::write(clients.back(), asio::buffer(std::string(1000, 'a' + i)));
-    std::string echo(1000, '\0');
-    asio::read(clients.back(), asio::buffer(echo));
-    CHECK(echo == std::string(1000, 'a' + i));
+    exchange(clients.back(), 1000, static_cast<char>('a' + i));
   }
+  // Small messages are copied: no pipe was needed.
+  CHECK(pool->stats().created == 0);
+  // Bulk is spliced.
+  for (int i = 0; i < 3; ++i) exchange(clients[static_cast<std::size_t>(i)], 1 << 20, static_cast<char>('A' + i));
   // Three open, idle connections: every pipe is back in the pool, empty.
   REQUIRE(eventually([&] { return pool->stats().lent == 0; }));
   const auto stats = pool->stats();

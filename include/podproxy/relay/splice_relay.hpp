@@ -17,15 +17,17 @@
 namespace podproxy {
 
 struct SpliceRelayOptions {
-  /// Bytes of the copy buffer a direction borrows when it has to copy (the pool lent no pipe, or the
-  /// sockets do not support splice). Borrowed from a per-thread cache only while it holds bytes.
+  /// Bytes of the copy buffer a direction borrows while it copies: the first read of each burst that
+  /// does not follow a bulk one (small messages are cheaper to copy than to splice; a read that fills
+  /// this buffer switches the burst to splice), and whole bursts when the pool lent no pipe or the sockets
+  /// do not support splice. Borrowed from a per-thread cache only while it holds bytes.
   std::size_t copy_buffer_size = 16 * 1024;
   /// Bytes one direction moves before it lets other connections on its thread have a turn.
   std::size_t budget = 4 * 1024 * 1024;
 };
 
-/// Moves bytes without copying them through user space: splice(source socket -> pipe) then
-/// splice(pipe -> sink socket). Each direction borrows a pipe from the pool when data arrives and gives
+/// Moves bulk without copying it through user space: splice(source socket -> pipe) then
+/// splice(pipe -> sink socket); small messages are copied (like HAProxy's splice-auto). Each direction borrows a pipe from the pool when data arrives and gives
 /// it back once the pipe is empty and the source has nothing more, so an idle connection holds no pipe.
 /// When the pool lends none, the burst is copied through a small buffer instead; when splice(2) is not
 /// supported for the sockets (EINVAL or ENOSYS before the first byte entered a pipe) the direction copies
@@ -50,6 +52,14 @@ class SpliceRelay {
 
     PumpStep transfer(int source, int sink) {
       PumpStep step;
+      if (!bulk_ && !copying_) {
+        // Splicing a few bytes costs more than copying them (pipe buffers, page references), so a burst
+        // starts with one read into a small buffer; only a read that fills it goes on by splice.
+        bool filled = false;
+        step = copy_.probe(source, sink, filled);
+        if (!filled) return step;
+        bulk_ = true;
+      }
       for (;;) {
         if (copying_) {
           // This burst is copied; once the copy pump is empty again the next burst may splice.
@@ -91,6 +101,7 @@ class SpliceRelay {
                                    SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n > 0) {
           in_pipe_ = static_cast<std::size_t>(n);
+          burst_ += in_pipe_;
           spliced_any_ = true;
           continue;
         }
@@ -98,7 +109,12 @@ class SpliceRelay {
         if (error == EINTR) continue;
         lease_.give_back();  // empty
         if (n == 0) return finish(step, PumpStatus::fin);
-        if (error == EAGAIN) return finish(step, PumpStatus::want_read);
+        if (error == EAGAIN) {
+          // The next burst splices at once only if this one was bulk.
+          bulk_ = burst_ >= bulk_threshold_;
+          burst_ = 0;
+          return finish(step, PumpStatus::want_read);
+        }
         if ((error == EINVAL || error == ENOSYS) && !spliced_any_) {
           // This pair cannot splice: copy from now on. Nothing entered the pipe, so nothing is lost.
           can_splice_ = false;
@@ -111,6 +127,7 @@ class SpliceRelay {
 
     void discard() noexcept {
       in_pipe_ = 0;
+      burst_ = 0;
       lease_.discard();
       copy_.discard();
     }
@@ -122,7 +139,7 @@ class SpliceRelay {
     friend class SpliceRelay;
     Pump(PipePool* pool, const SpliceRelayOptions& options) noexcept
         : pool_(pool), copy_(options.copy_buffer_size, options.budget), budget_(options.budget),
-          can_splice_(pool != nullptr) {}
+          bulk_threshold_(options.copy_buffer_size), can_splice_(pool != nullptr) {}
 
     static PumpStep finish(PumpStep step, PumpStatus status) noexcept {
       step.status = status;
@@ -133,10 +150,13 @@ class SpliceRelay {
     PipePool::Lease lease_;
     detail::CopyPump copy_;
     std::size_t in_pipe_ = 0;
+    std::size_t burst_ = 0;  // bytes spliced since the last want_read
     std::size_t budget_;
+    std::size_t bulk_threshold_;
     bool can_splice_;
     bool copying_ = false;
     bool spliced_any_ = false;
+    bool bulk_ = false;  // the last burst was bulk: start the next one by splice
   };
   using pump_type = Pump;
 

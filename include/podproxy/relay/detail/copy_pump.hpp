@@ -8,6 +8,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -61,7 +62,8 @@ class CopyPump {
         size_(other.size_),
         budget_(other.budget_),
         begin_(std::exchange(other.begin_, 0)),
-        end_(std::exchange(other.end_, 0)) {}
+        end_(std::exchange(other.end_, 0)),
+        last_read_(std::exchange(other.last_read_, LastRead::none)) {}
   CopyPump& operator=(CopyPump&& other) noexcept {
     if (this != &other) {
       discard();
@@ -70,6 +72,7 @@ class CopyPump {
       budget_ = other.budget_;
       begin_ = std::exchange(other.begin_, 0);
       end_ = std::exchange(other.end_, 0);
+      last_read_ = std::exchange(other.last_read_, LastRead::none);
     }
     return *this;
   }
@@ -77,8 +80,32 @@ class CopyPump {
   CopyPump& operator=(const CopyPump&) = delete;
   ~CopyPump() { discard(); }
 
+  /// Moves bytes until the source would block (or ended, or failed), the sink would block, or the budget
+  /// is spent. A read shorter than the buffer is taken to have drained the source: the proxy's wait
+  /// re-arms readiness (EPOLL_CTL_MOD), so bytes or a FIN that are still queued are reported at once.
   PumpStep transfer(int source, int sink) {
+    bool filled = false;
+    return run(source, sink, /*probe=*/false, filled);
+  }
+
+  /// Like transfer, but returns as soon as a read filled the whole buffer and was written out (`filled`
+  /// is then true and the status is `yield`): more is likely queued, and the caller may move it by a
+  /// cheaper path (splice). Small messages are copied, bulk is left to the caller.
+  PumpStep probe(int source, int sink, bool& filled) { return run(source, sink, /*probe=*/true, filled); }
+
+  /// Drops held bytes and gives the buffer back.
+  void discard() noexcept {
+    begin_ = end_ = 0;
+    release();
+  }
+
+  /// Whether bytes are waiting for the sink.
+  [[nodiscard]] bool holding() const noexcept { return begin_ < end_; }
+
+ private:
+  PumpStep run(int source, int sink, bool probe, bool& filled) {
     PumpStep step;
+    filled = false;
     for (;;) {
       if (begin_ < end_) {
         const ssize_t w = ::send(sink, buffer_.get() + begin_, end_ - begin_, MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -92,6 +119,17 @@ class CopyPump {
         discard();
         return finish(step, PumpStatus::sink_failed);
       }
+      // The buffer is empty.
+      if (last_read_ == LastRead::short_read) {
+        release();
+        return finish(step, PumpStatus::want_read);
+      }
+      if (probe && last_read_ == LastRead::full) {
+        last_read_ = LastRead::none;
+        filled = true;
+        release();
+        return finish(step, PumpStatus::yield);
+      }
       if (step.delivered >= budget_) {
         release();
         return finish(step, PumpStatus::yield);
@@ -101,6 +139,7 @@ class CopyPump {
       if (r > 0) {
         begin_ = 0;
         end_ = static_cast<std::size_t>(r);
+        last_read_ = end_ < size_ ? LastRead::short_read : LastRead::full;
         continue;
       }
       if (r < 0 && errno == EINTR) continue;
@@ -111,22 +150,13 @@ class CopyPump {
     }
   }
 
-  /// Drops held bytes and gives the buffer back.
-  void discard() noexcept {
-    begin_ = end_ = 0;
-    release();
-  }
-
-  /// Whether bytes are waiting for the sink.
-  [[nodiscard]] bool holding() const noexcept { return begin_ < end_; }
-
- private:
   static PumpStep finish(PumpStep step, PumpStatus status) noexcept {
     step.status = status;
     return step;
   }
   void release() noexcept {
     begin_ = end_ = 0;
+    last_read_ = LastRead::none;
     if (buffer_) BufferCache::give_back(std::move(buffer_), size_);
   }
 
@@ -135,6 +165,8 @@ class CopyPump {
   std::size_t budget_;
   std::size_t begin_ = 0;
   std::size_t end_ = 0;
+  enum class LastRead : std::uint8_t { none, short_read, full };
+  LastRead last_read_ = LastRead::none;
 };
 
 }  // namespace podproxy::detail
