@@ -10,6 +10,7 @@
 
 #include <iostream>
 #include <string>
+#include <type_traits>
 
 namespace {
 
@@ -26,11 +27,11 @@ asio::ip::tcp::endpoint parse_endpoint(const std::string& text) {
   return {address, static_cast<unsigned short>(port)};
 }
 
-template <class Policy, class Relay>
+template <class Source, class Policy, class Relay>
 int serve(const asio::ip::tcp::endpoint& listen, Policy policy, Relay relay) {
   asio::io_context io{1};  // one thread: connections need no strand
   podproxy::Proxy proxy(
-      podproxy::Acceptor<>(io.get_executor(), {.endpoint = listen, .strand_per_connection = false}),
+      podproxy::Acceptor<Source>(io.get_executor(), {.endpoint = listen, .strand_per_connection = false}),
       std::move(policy), std::move(relay));
   proxy.start();
   std::cout << "listening on " << proxy.local_endpoint() << std::endl;
@@ -40,10 +41,13 @@ int serve(const asio::ip::tcp::endpoint& listen, Policy policy, Relay relay) {
   return 0;
 }
 
+// The fixed policy ignores where the client meant to go, so its listener skips SO_ORIGINAL_DST.
 template <class Policy>
 int with_relay(const std::string& relay, const asio::ip::tcp::endpoint& listen, Policy policy) {
-  if (relay == "buffered") return serve(listen, std::move(policy), podproxy::BufferedRelay{});
-  return serve(listen, std::move(policy), podproxy::SpliceRelay{});
+  using Source = std::conditional_t<std::is_same_v<Policy, podproxy::FixedPolicy>, podproxy::LocalAddress,
+                                    podproxy::RedirectedOrLocal>;
+  if (relay == "buffered") return serve<Source>(listen, std::move(policy), podproxy::BufferedRelay{});
+  return serve<Source>(listen, std::move(policy), podproxy::SpliceRelay{});
 }
 
 }  // namespace
