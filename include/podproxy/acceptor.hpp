@@ -105,10 +105,12 @@ class Acceptor {
     using asio::experimental::as_tuple;
     asio::steady_timer backoff(strand_);
     while (acceptor_.is_open()) {
+      // Named locals, not temporaries, in the co_await expression: GCC 12 mishandles the lifetime of
+      // temporaries there (ASan saw the strand freed under the accepted socket).
+      const executor_type socket_executor =
+          options_.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_;
       asio::ip::tcp::endpoint peer;  // accept(2) fills it in: no getpeername
-      auto [ec, socket] = co_await acceptor_.async_accept(
-          options_.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_, peer,
-          as_tuple(asio::use_awaitable));
+      auto [ec, socket] = co_await acceptor_.async_accept(socket_executor, peer, as_tuple(asio::use_awaitable));
       if (!ec) {
         if (auto connection = describe(std::move(socket), peer)) {
           on_connection(std::move(*connection));
