@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <latch>
+#include <type_traits>
 
 using namespace podproxy;
 using namespace podproxy::test;
@@ -219,7 +220,9 @@ TEMPLATE_TEST_CASE("faults: clients that vanish mid-transfer leave no descriptor
   CHECK(std::ranges::none_of(done, [](const auto& r) { return r.end == ConnectionEnd::completed; }));
   CHECK(eventually([&] { return proxy.proxy().active() == 0; }));
   CHECK(pipes_lent(proxy.proxy().relay()) == 0);
-  // The upstream's threads end once their write fails; then every descriptor is back.
+  // Pipes given back whole (a direction that spent its budget returns its empty pipe) wait in the pool's
+  // idle list by design: close them, then every descriptor must be back once the upstream's threads end.
+  if constexpr (std::is_same_v<TestType, SpliceRelay>) proxy.proxy().relay().pool()->trim();
   const bool fds_back = eventually([&] { return open_descriptors() <= fds_before; }, 30s);
   INFO("descriptors before " << fds_before << ", after " << open_descriptors());
   CHECK(fds_back);
