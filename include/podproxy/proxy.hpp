@@ -85,6 +85,13 @@ class Proxy {
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
 
+  /// Normally every connection is over by now (stop() drained them and run() returned). Any left (the
+  /// io_context was stopped mid-way) are reset here, so their descriptors and pipes are not leaked; their
+  /// pending handlers, if the io_context ever runs them, find them ended.
+  ~Proxy() {
+    sessions_.for_each([](detail::RegistryHook& hook) { static_cast<Session&>(hook).abandon(); });
+  }
+
   /// Starts the accept loop and the timeout sweep. Call once.
   void start() {
     asio::co_spawn(acceptor_.get_executor(),
@@ -168,6 +175,24 @@ class Proxy {
       if (refs_.fetch_sub(1, std::memory_order_acq_rel) == 1) delete this;
     }
 
+    /// A reference a pending handler holds: released when the handler has run, or when it is destroyed
+    /// without running (an io_context destroyed with work queued), so a session is never leaked.
+    class Ref {
+     public:
+      explicit Ref(Session* session) noexcept : session_(session) { session_->hold(); }
+      Ref(Ref&& other) noexcept : session_(std::exchange(other.session_, nullptr)) {}
+      Ref(const Ref&) = delete;
+      Ref& operator=(const Ref&) = delete;
+      Ref& operator=(Ref&&) = delete;
+      ~Ref() {
+        if (session_) session_->release();
+      }
+      Session* operator->() const noexcept { return session_; }
+
+     private:
+      Session* session_;
+    };
+
     /// On the session's executor: ask the policy, open the upstream socket, connect.
     void start() {
       guard([&] { begin(); });
@@ -205,6 +230,16 @@ class Proxy {
       } else if (phase == Phase::relaying) {
         end(ConnectionEnd::drained, /*graceful=*/false);
       }
+    }
+
+    /// From ~Proxy, with no thread running the io_context: reset without reporting to the proxy.
+    void abandon() noexcept {
+      if (phase_.exchange(Phase::done, std::memory_order_relaxed) == Phase::done) return;
+      pumps_[0].discard();
+      pumps_[1].discard();
+      detail::abort_socket(upstream_);
+      detail::abort_socket(downstream_);
+      release();
     }
 
    private:
@@ -245,16 +280,16 @@ class Proxy {
         record_.error = ec;
         return end(ConnectionEnd::upstream_connect_failed, false);
       }
-      hold();
-      upstream_.async_wait(asio::socket_base::wait_write, [this](std::error_code wait_error) {
+      upstream_.async_wait(asio::socket_base::wait_write, [self = Ref(this)](std::error_code wait_error) {
         if (!wait_error) {
           int error = 0;
           socklen_t length = sizeof error;
-          if (::getsockopt(upstream_.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+          if (::getsockopt(self->upstream_.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
+            error = errno;
+          }
           if (error != 0) wait_error.assign(error, asio::error::get_system_category());
         }
-        guard([&] { connected(wait_error); });
-        release();
+        self->guard([&] { self->connected(wait_error); });
       });
     }
 
@@ -312,11 +347,7 @@ class Proxy {
         case PumpStatus::want_read: return wait(d, read);
         case PumpStatus::want_write: return wait(d, write);
         case PumpStatus::yield:
-          hold();
-          asio::post(executor(), [this, d] {
-            guard([&] { run(d); });
-            release();
-          });
+          asio::post(executor(), [self = Ref(this), d] { self->guard([&] { self->run(d); }); });
           return;
         case PumpStatus::fin:
           finished_[d] = true;
@@ -338,12 +369,10 @@ class Proxy {
       if (waiting_[d][kind]) return;  // already waiting for exactly that
       waiting_[d][kind] = true;
       auto& socket = kind == read ? source(d) : sink(d);
-      hold();
       socket.async_wait(kind == read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
-                        [this, d, kind](std::error_code ec) {
-                          waiting_[d][kind] = false;
-                          if (ec != asio::error::operation_aborted) guard([&] { run(d); });
-                          release();
+                        [self = Ref(this), d, kind](std::error_code ec) {
+                          self->waiting_[d][kind] = false;
+                          if (ec != asio::error::operation_aborted) self->guard([&] { self->run(d); });
                         });
     }
 
@@ -447,11 +476,7 @@ class Proxy {
       sessions_.for_each([&](detail::RegistryHook& hook) {
         auto& session = static_cast<Session&>(hook);
         if (!session.due(now, idle)) return;
-        session.hold();
-        asio::post(session.executor(), [&session] {
-          session.expire();
-          session.release();
-        });
+        asio::post(session.executor(), [self = typename Session::Ref(&session)] { self->expire(); });
       });
       arm_sweep();
     });
@@ -463,11 +488,7 @@ class Proxy {
     sessions_.for_each([&](detail::RegistryHook& hook) {
       auto& session = static_cast<Session&>(hook);
       session.cut_.store(true, std::memory_order_relaxed);
-      session.hold();
-      asio::post(session.executor(), [&session] {
-        session.cut();
-        session.release();
-      });
+      asio::post(session.executor(), [self = typename Session::Ref(&session)] { self->cut(); });
     });
   }
 

@@ -268,6 +268,42 @@ TEST_CASE("proxy: one io_context run by several threads serves connections on th
   CHECK(eventually([&] { return proxy.stats().downstream_cx_destroy == clients * rounds; }));
 }
 
+TEST_CASE("proxy: destroyed while connections are open, it resets them rather than leak their sockets",
+          "[proxy]") {
+  std::promise<std::error_code> upstream_saw;
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    char byte = 0;
+    asio::read(s, asio::buffer(&byte, 1));
+    asio::write(s, asio::buffer(&byte, 1));
+    upstream_saw.set_value(read_to_end(s).second);  // holds the connection until the proxy lets go
+  });
+  asio::io_context proxy_io{1};
+  std::optional<Proxy<Acceptor<>, FixedPolicy, SpliceRelay>> proxy;
+  proxy.emplace(Acceptor<>(proxy_io.get_executor(), {.strand_per_connection = false}),
+                FixedPolicy{{.endpoint = upstream.endpoint()}}, SpliceRelay{});
+  proxy->start();
+  std::thread runner([&] { proxy_io.run(); });
+
+  asio::io_context io;
+  auto client = connect_client(io, proxy->local_endpoint());
+  asio::write(client, asio::buffer("x", 1));
+  char echoed = 0;
+  asio::read(client, asio::buffer(&echoed, 1));
+  REQUIRE(echoed == 'x');
+  REQUIRE(proxy->active() == 1);
+
+  // The owner stops the io_context without a drain, then destroys the proxy.
+  proxy_io.stop();
+  runner.join();
+  proxy.reset();
+
+  const auto client_end = read_to_end(client);
+  CHECK(client_end.second == asio::error::connection_reset);
+  auto seen = upstream_saw.get_future();
+  REQUIRE(seen.wait_for(10s) == std::future_status::ready);
+  CHECK(seen.get() == asio::error::connection_reset);
+}
+
 TEST_CASE("acceptor: running out of descriptors backs off, keeps existing connections, and recovers",
           "[acceptor][proxy]") {
   PongServer server({asio::ip::make_address("127.0.0.1"), 0});

@@ -34,11 +34,16 @@ class SessionRegistry {
   }
 
   /// Calls `f(RegistryHook&)` for every live session, under the registry's lock: a session cannot be
-  /// removed (and so destroyed) while `f` looks at it. `f` must not block or call back into the registry.
+  /// removed (and so destroyed) by another thread while `f` looks at it. `f` must not block or call back
+  /// into the registry; it may destroy the session it is given (the next one is read before the call).
   template <class F>
   void for_each(F&& f) {
     std::lock_guard lock(mutex_);
-    for (RegistryHook* hook = head_.next; hook != &head_; hook = hook->next) f(*hook);
+    for (RegistryHook* hook = head_.next; hook != &head_;) {
+      RegistryHook* next = hook->next;
+      f(*hook);
+      hook = next;
+    }
   }
 
  private:
