@@ -66,7 +66,8 @@ struct ConnectionRecord {
   Downstream downstream;
   /// What the policy chose; empty when it refused.
   std::optional<UpstreamTarget> upstream{};
-  /// The upstream socket's local address once connected (shows the source bind at work).
+  /// The upstream socket's local address once connected (shows the source bind at work). Only looked up
+  /// when ProxyOptions::on_complete is set, since nothing else can read it.
   std::optional<asio::ip::tcp::endpoint> upstream_local{};
   std::uint64_t bytes_from_downstream = 0;
   std::uint64_t bytes_from_upstream = 0;
