@@ -65,6 +65,29 @@ inline asio::awaitable<void> serve_upstream(tcp::acceptor& acceptor) {
   }
 }
 
+/// An upstream on a thread of its own (serve_upstream), listening on loopback in the calling thread's
+/// namespace.
+class ThreadedUpstream {
+ public:
+  ThreadedUpstream() : acceptor_(io_, {asio::ip::address_v4::loopback(), 0}, true) {
+    acceptor_.listen(asio::socket_base::max_listen_connections);
+    asio::co_spawn(io_, serve_upstream(acceptor_), asio::detached);
+    thread_ = std::thread([this] { io_.run(); });
+  }
+  ~ThreadedUpstream() {
+    io_.stop();
+    thread_.join();
+  }
+  [[nodiscard]] tcp::endpoint endpoint() const { return acceptor_.local_endpoint(); }
+  [[nodiscard]] std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
+
+ private:
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
+  std::thread thread_;
+};
+
 /// `podproxy-sidecar run ARGS` inside `ns` (optionally behind PREFIX, e.g. prlimit), as a child process;
 /// SIGTERMed and reaped on destruction.
 class SidecarProcess {

@@ -2,8 +2,8 @@
 // Each test checks what the affected client sees, that every other connection carries on, and that the
 // proxy keeps no descriptor, pipe or memory for what went wrong.
 #include "harness.hpp"
+#include "sidecar_process.hpp"
 
-#include <dirent.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -18,18 +18,6 @@ using namespace podproxy::test;
 namespace {
 
 FixedPolicy to(const tcp::endpoint& upstream) { return FixedPolicy{{.endpoint = upstream}}; }
-
-/// Descriptors this process holds now.
-std::size_t open_descriptors() {
-  std::size_t n = 0;
-  DIR* dir = ::opendir("/proc/self/fd");
-  if (!dir) throw std::runtime_error("opendir /proc/self/fd");
-  while (const dirent* entry = ::readdir(dir)) {
-    if (entry->d_name[0] != '.') ++n;
-  }
-  ::closedir(dir);
-  return n - 1;  // the directory stream itself
-}
 
 /// Pipes the relay's pool has lent out now (0 for relays without a pool).
 template <class Relay>

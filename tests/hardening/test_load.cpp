@@ -10,7 +10,6 @@
 #include <asio/steady_timer.hpp>
 #include <asio/use_awaitable.hpp>
 
-#include <dirent.h>
 #include <malloc.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -37,22 +36,8 @@ TEST_CASE("load: 8000 concurrent connections through podproxy-sidecar with every
   std::string sidecar_error;
   ns.run_inside([&] {
     // The upstream runs on a thread of its own; the clients on this one.
-    asio::io_context upstream_io;
-    tcp::acceptor upstream(upstream_io, {asio::ip::address_v4::loopback(), 0}, true);
-    upstream.listen(asio::socket_base::max_listen_connections);
-    asio::co_spawn(upstream_io, serve_upstream(upstream), asio::detached);
-    auto upstream_work = asio::make_work_guard(upstream_io);
-    std::thread upstream_thread([&] { upstream_io.run(); });
-    struct Joiner {
-      asio::io_context& io;
-      std::thread& thread;
-      ~Joiner() {
-        io.stop();
-        thread.join();
-      }
-    } joiner{upstream_io, upstream_thread};
-
-    const auto up_port = std::to_string(upstream.local_endpoint().port());
+    ThreadedUpstream upstream;
+    const auto up_port = std::to_string(upstream.port());
     SidecarProcess sidecar(ns, {"--inbound-port", "15006", "--inbound-default-endpoint", "15006=127.0.0.1:" + up_port,
                                 "--no-access-log", "--log-level", "warn", "--threads", "2", "--drain-timeout", "5s"});
     const tcp::endpoint proxy{asio::ip::address_v4::loopback(), 15006};
@@ -118,22 +103,9 @@ TEMPLATE_TEST_CASE("load: a bounded soak of mixed connections with half-closes a
   constexpr int concurrency = 200;
   constexpr auto limit = 60s;
   // The upstream runs on a thread of its own; the clients on this one.
-  asio::io_context upstream_io;
-  tcp::acceptor upstream(upstream_io, {asio::ip::address_v4::loopback(), 0}, true);
-  upstream.listen(asio::socket_base::max_listen_connections);
-  asio::co_spawn(upstream_io, serve_upstream(upstream), asio::detached);
-  auto upstream_work = asio::make_work_guard(upstream_io);
-  std::thread upstream_thread([&] { upstream_io.run(); });
-  struct Joiner {
-    asio::io_context& io;
-    std::thread& thread;
-    ~Joiner() {
-      io.stop();
-      thread.join();
-    }
-  } joiner{upstream_io, upstream_thread};
+  ThreadedUpstream upstream;
   asio::io_context io;
-  RunningProxy<FixedPolicy, TestType> proxy(FixedPolicy{{.endpoint = upstream.local_endpoint()}}, TestType{}, {}, {},
+  RunningProxy<FixedPolicy, TestType> proxy(FixedPolicy{{.endpoint = upstream.endpoint()}}, TestType{}, {}, {},
                                             nullptr, 2);
   const auto pool_lent = [&] {
     if constexpr (std::is_same_v<TestType, SpliceRelay>) return proxy.proxy().relay().pool()->stats().lent;

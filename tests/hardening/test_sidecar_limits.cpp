@@ -17,28 +17,6 @@ using asio::experimental::as_tuple;
 
 namespace {
 
-/// An upstream on a thread of its own (serve_upstream), listening on loopback in the calling thread's
-/// namespace.
-class ThreadedUpstream {
- public:
-  ThreadedUpstream() : acceptor_(io_, {asio::ip::address_v4::loopback(), 0}, true) {
-    acceptor_.listen(asio::socket_base::max_listen_connections);
-    asio::co_spawn(io_, serve_upstream(acceptor_), asio::detached);
-    thread_ = std::thread([this] { io_.run(); });
-  }
-  ~ThreadedUpstream() {
-    io_.stop();
-    thread_.join();
-  }
-  [[nodiscard]] std::uint16_t port() const { return acceptor_.local_endpoint().port(); }
-
- private:
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
-  asio::executor_work_guard<asio::io_context::executor_type> work_ = asio::make_work_guard(io_);
-  std::thread thread_;
-};
-
 /// Runs `io` until `done` or `limit`.
 void run_until(asio::io_context& io, const bool& done, std::chrono::steady_clock::duration limit) {
   io.restart();
