@@ -5,6 +5,7 @@
 #include <podproxy/concepts/relay.hpp>
 #include <podproxy/concepts/upstream_policy.hpp>
 #include <podproxy/connection_record.hpp>
+#include <podproxy/detail/event_poller.hpp>
 #include <podproxy/detail/session_registry.hpp>
 #include <podproxy/detail/socket_ops.hpp>
 #include <podproxy/relay/pump.hpp>
@@ -18,6 +19,9 @@
 #include <asio/strand.hpp>
 
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -28,6 +32,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -79,7 +84,8 @@ class Proxy {
         control_(asio::make_strand(acceptor_.context_executor())),
         drain_timer_(control_),
         sweep_timer_(control_),
-        sweep_period_(sweep_period(options_)) {}
+        sweep_period_(sweep_period(options_)),
+        pollers_(make_pollers(acceptor_)) {}
 
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
@@ -93,6 +99,9 @@ class Proxy {
 
   /// Starts the accept loop and the timeout sweep. Call once.
   void start() {
+    for (auto& poller : pollers_) {
+      asio::post(poller->get_executor(), [p = poller.get()] { p->start(); });
+    }
     asio::co_spawn(acceptor_.get_executor(),
                    acceptor_.run([this](AcceptedConnection&& connection) { spawn(std::move(connection)); }),
                    asio::detached);
@@ -152,22 +161,23 @@ class Proxy {
 
   /// One connection: the client's socket, the upstream's, a pump per direction, and what the access log
   /// will say. Lives on the heap from accept to the last completion handler; every handler that may still
-  /// run holds a reference (refs_), and the session holds one of its own until it has finished.
-  class Session : public detail::RegistryHook {
+  /// run holds a reference (refs_), and the session holds one of its own until it has finished. Runs on
+  /// its poller's executor; both sockets are in that poller's epoll set, registered once.
+  class Session final : public detail::RegistryHook, public detail::PollTarget {
    public:
-    Session(Proxy& proxy, AcceptedConnection&& connection)
+    Session(Proxy& proxy, detail::EventPoller& poller, int downstream, const Downstream& peer)
         : proxy_(proxy),
-          downstream_(std::move(connection.socket)),
-          upstream_(downstream_.get_executor()),
+          poller_(poller),
+          sockets_{detail::Socket(downstream), detail::Socket()},
           pumps_{proxy.relay_.make_pump(), proxy.relay_.make_pump()},
-          record_{.downstream = connection.downstream, .start = std::chrono::system_clock::now()},
+          record_{.downstream = peer, .start = std::chrono::system_clock::now()},
           started_(Clock::now()),
           connect_deadline_(started_ + proxy.options_.connect_timeout) {}
 
     Session(const Session&) = delete;
     Session& operator=(const Session&) = delete;
 
-    [[nodiscard]] asio::any_io_executor executor() { return downstream_.get_executor(); }
+    [[nodiscard]] const asio::any_io_executor& executor() const noexcept { return poller_.get_executor(); }
 
     void hold() noexcept { refs_.fetch_add(1, std::memory_order_relaxed); }
     void release() noexcept {
@@ -210,25 +220,20 @@ class Proxy {
     }
 
     /// Posted by the sweep: the connect timeout passed, or the connection may be idle.
-    void expire() {
+    void expire() noexcept {
       const auto phase = phase_.load(std::memory_order_relaxed);
       if (phase == Phase::connecting) {
-        timed_out_ = true;
-        detail::abort_socket(upstream_);  // the connect handler completes and reports the timeout
+        record_.error = asio::error::timed_out;
+        end(ConnectionEnd::upstream_connect_timeout, /*graceful=*/false);
       } else if (phase == Phase::relaying && due(Clock::now(), proxy_.options_.idle_timeout)) {
         end(ConnectionEnd::idle_timeout, /*graceful=*/true);
       }
     }
 
     /// Posted at the drain deadline: reset whatever is left.
-    void cut() {
+    void cut() noexcept {
       cut_.store(true, std::memory_order_relaxed);
-      const auto phase = phase_.load(std::memory_order_relaxed);
-      if (phase == Phase::connecting) {
-        detail::abort_socket(upstream_);  // the connect handler completes and reports the cut
-      } else if (phase == Phase::relaying) {
-        end(ConnectionEnd::drained, /*graceful=*/false);
-      }
+      end(ConnectionEnd::drained, /*graceful=*/false);
     }
 
     /// From ~Proxy, with no thread running the io_context: reset without reporting to the proxy.
@@ -236,14 +241,29 @@ class Proxy {
       if (phase_.exchange(Phase::done, std::memory_order_relaxed) == Phase::done) return;
       pumps_[0].discard();
       pumps_[1].discard();
-      detail::abort_socket(upstream_);
-      detail::abort_socket(downstream_);
+      detach();
+      sockets_[1].abort();
+      sockets_[0].abort();
       release();
+    }
+
+    /// From the poller: socket `which` (0 the client's, 1 the upstream's) reported `events`.
+    void on_events(int which, std::uint32_t events) noexcept override {
+      const Ref self(this);  // ending the connection must not free it under this call
+      guard([&] { handle(which, events); });
     }
 
    private:
     ~Session() = default;
     friend class Proxy;
+
+    static constexpr std::uint32_t no_slot = ~std::uint32_t{0};
+    // What is known of a socket since its last EAGAIN (edge-triggered readiness).
+    static constexpr std::uint8_t readable = 1;
+    static constexpr std::uint8_t writable = 2;
+    static constexpr std::uint8_t peer_closed = 4;  // EPOLLRDHUP: a FIN is queued behind the bytes
+    // What a direction waits for.
+    enum class Wait : std::uint8_t { read, write, posted, finished };
 
     template <class F>
     void guard(F&& f) noexcept {
@@ -256,123 +276,147 @@ class Proxy {
     }
 
     void begin() {
+      if (phase_.load(std::memory_order_relaxed) != Phase::connecting) return;  // cut before it began
       record_.upstream = proxy_.policy_.upstream_for(record_.downstream);
       if (!record_.upstream) return end(ConnectionEnd::refused_by_policy, false);
       const UpstreamTarget& target = *record_.upstream;
       if (proxy_.is_self(target.endpoint, record_.downstream)) return end(ConnectionEnd::loop_refused, false);
       detail::bump(proxy_.stats_->upstream_cx_total);
-      if (auto ec = proxy_.prepare_upstream(upstream_, target)) {
+      if (auto ec = proxy_.prepare_upstream(sockets_[1], target)) {
         record_.error = ec;
         return end(ConnectionEnd::upstream_connect_failed, false);
       }
       if (cut_.load(std::memory_order_relaxed)) return end(ConnectionEnd::drained, false);
-      // A non-blocking connect(2), a wait for writability, then SO_ERROR: what async_connect does, less
-      // its poll(2).
-      std::error_code ec;
-      upstream_.non_blocking(true, ec);
-      if (!ec && ::connect(upstream_.native_handle(), target.endpoint.data(),
-                           static_cast<socklen_t>(target.endpoint.size())) == 0) {
-        return connected({});
+      slot_ = poller_.attach(this);
+      // A non-blocking connect(2); the upstream's first event (writable, or an error) completes it.
+      const int rc = ::connect(sockets_[1].fd(), target.endpoint.data(), static_cast<socklen_t>(target.endpoint.size()));
+      if (rc != 0 && errno != EINPROGRESS && errno != EINTR) {
+        record_.error.assign(errno, asio::error::get_system_category());
+        return end(ConnectionEnd::upstream_connect_failed, false);
       }
-      if (!ec && errno != EINPROGRESS && errno != EINTR) ec.assign(errno, asio::error::get_system_category());
+      std::error_code ec = poller_.watch(sockets_[1].fd(), slot_, 1);
       if (ec) {
         record_.error = ec;
         return end(ConnectionEnd::upstream_connect_failed, false);
       }
-      upstream_.async_wait(asio::socket_base::wait_write, [self = Ref(this)](std::error_code wait_error) {
-        if (!wait_error) {
-          int error = 0;
-          socklen_t length = sizeof error;
-          if (::getsockopt(self->upstream_.native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) {
-            error = errno;
-          }
-          if (error != 0) wait_error.assign(error, asio::error::get_system_category());
-        }
-        self->guard([&] { self->connected(wait_error); });
-      });
+      // The client's bytes (already queued, likely) are reported as soon as its socket is watched; they
+      // are read once the upstream is connected.
+      ec = poller_.watch(sockets_[0].fd(), slot_, 0);
+      if (ec) {
+        record_.error = ec;
+        return end(ConnectionEnd::downstream_reset, false);
+      }
+      if (rc == 0) connected({});
+    }
+
+    void handle(int which, std::uint32_t events) {
+      if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) ready_[which] |= readable;
+      if (events & (EPOLLRDHUP | EPOLLHUP)) ready_[which] |= peer_closed;
+      if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ready_[which] |= writable;
+      switch (phase_.load(std::memory_order_relaxed)) {
+        case Phase::connecting:
+          if (which == 1 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) connect_finished();
+          return;
+        case Phase::relaying: break;
+        case Phase::done: return;
+      }
+      // Socket `which` is the source of direction `which` and the sink of the other one.
+      if (wait_[which] == Wait::read && (ready_[which] & readable)) run(which);
+      const int other = 1 - which;
+      if (wait_[other] == Wait::write && (ready_[which] & writable)) run(other);
+    }
+
+    void connect_finished() {
+      int error = 0;
+      socklen_t length = sizeof error;
+      if (::getsockopt(sockets_[1].fd(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+      if (error == 0) return connected({});
+      connected(std::error_code(error, asio::error::get_system_category()));
     }
 
     void connected(std::error_code ec) {
       if (phase_.load(std::memory_order_relaxed) != Phase::connecting) return;
       if (cut_.load(std::memory_order_relaxed)) return end(ConnectionEnd::drained, false);
-      if (timed_out_) {
-        record_.error = asio::error::timed_out;
-        return end(ConnectionEnd::upstream_connect_timeout, false);
-      }
       if (ec) {
         record_.error = ec;
         return end(ConnectionEnd::upstream_connect_failed, false);
       }
-      std::error_code ignored;
       if (proxy_.options_.on_complete) {  // only an access log reads it: spare the syscall otherwise
-        if (auto local = upstream_.local_endpoint(ignored); !ignored) record_.upstream_local = local;
+        asio::ip::tcp::endpoint local;
+        socklen_t length = static_cast<socklen_t>(local.capacity());
+        if (::getsockname(sockets_[1].fd(), local.data(), &length) == 0) {
+          local.resize(length);
+          record_.upstream_local = local;
+        }
       }
-      upstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
-      downstream_.set_option(asio::ip::tcp::no_delay(true), ignored);
+      const int one = 1;
+      (void)::setsockopt(sockets_[0].fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       // Pumps call splice(2) and recv(2) themselves: SPLICE_F_NONBLOCK does not cover the socket side, so
-      // the descriptors must be O_NONBLOCK (the upstream already is: its connect was asynchronous).
-      downstream_.non_blocking(true, ignored);
-      if (ignored) {
-        record_.error = ignored;
+      // the client's socket must be O_NONBLOCK too (the upstream's was opened so).
+      int on = 1;
+      if (::ioctl(sockets_[0].fd(), FIONBIO, &on) != 0) {
+        record_.error.assign(errno, asio::error::get_system_category());
         return end(ConnectionEnd::downstream_reset, false);
       }
       touch();
       phase_.store(Phase::relaying, std::memory_order_relaxed);
-      // The client has likely spoken already: move its bytes now. The upstream's direction waits (a
-      // server that spoke first is ready at once: see wait()).
-      run(0);
-      if (relaying()) wait(1, read);
+      // Whatever either side sent meanwhile was reported already; a server that speaks first is too.
+      if (ready_[0] & readable) run(0);
+      if (ready_[1] & readable) run(1);
     }
-
-    static constexpr int read = 0;
-    static constexpr int write = 1;
 
     [[nodiscard]] bool relaying() const noexcept {
       return phase_.load(std::memory_order_relaxed) == Phase::relaying;
     }
-    asio::ip::tcp::socket& source(int d) noexcept { return d == 0 ? downstream_ : upstream_; }
-    asio::ip::tcp::socket& sink(int d) noexcept { return d == 0 ? upstream_ : downstream_; }
 
     void touch() noexcept {
       last_activity_.store(Clock::now().time_since_epoch().count(), std::memory_order_relaxed);
     }
 
-    /// Moves what direction `d` can move now, then waits for what it needs next.
+    /// Moves what direction `d` (source socket d, sink socket 1 - d) can move now, then notes what it
+    /// waits for. Readiness is edge-triggered: a direction waits only after its pump saw EAGAIN, or a
+    /// read shorter than its buffer (bytes arriving after that read raise a new edge), and a FIN that
+    /// epoll reported with the bytes (EPOLLRDHUP) is read at once instead of waited for.
     void run(int d) {
-      if (finished_[d] || !relaying()) return;
-      const PumpStep step = pumps_[d].transfer(source(d).native_handle(), sink(d).native_handle());
-      if (step.delivered > 0) delivered(d, step.delivered);
-      switch (step.status) {
-        case PumpStatus::want_read: return wait(d, read);
-        case PumpStatus::want_write: return wait(d, write);
-        case PumpStatus::yield:
-          asio::post(executor(), [self = Ref(this), d] { self->guard([&] { self->run(d); }); });
-          return;
-        case PumpStatus::fin:
-          finished_[d] = true;
-          detail::shutdown_send(sink(d));
-          if (finished_[0] && finished_[1]) end(ConnectionEnd::completed, /*graceful=*/true);
-          return;
-        case PumpStatus::source_failed:
-          return end(d == 0 ? ConnectionEnd::downstream_reset : ConnectionEnd::upstream_reset, false);
-        case PumpStatus::sink_failed:
-          return end(d == 0 ? ConnectionEnd::upstream_reset : ConnectionEnd::downstream_reset, false);
+      bool fin_read = false;
+      for (;;) {
+        if (!relaying() || wait_[d] == Wait::finished) return;
+        const PumpStep step = pumps_[d].transfer(sockets_[d].fd(), sockets_[1 - d].fd());
+        if (step.delivered > 0) delivered(d, step.delivered);
+        switch (step.status) {
+          case PumpStatus::want_read:
+            if ((ready_[d] & peer_closed) && !fin_read) {
+              fin_read = true;
+              continue;
+            }
+            ready_[d] &= static_cast<std::uint8_t>(~readable);
+            wait_[d] = Wait::read;
+            return;
+          case PumpStatus::want_write:
+            ready_[1 - d] &= static_cast<std::uint8_t>(~writable);
+            wait_[d] = Wait::write;
+            return;
+          case PumpStatus::yield:
+            wait_[d] = Wait::posted;
+            asio::post(executor(), [self = Ref(this), d] {
+              self->guard([&] {
+                if (self->wait_[d] != Wait::posted) return;
+                self->wait_[d] = Wait::read;
+                self->run(d);
+              });
+            });
+            return;
+          case PumpStatus::fin:
+            wait_[d] = Wait::finished;
+            sockets_[1 - d].shutdown_send();
+            if (wait_[1 - d] == Wait::finished) end(ConnectionEnd::completed, /*graceful=*/true);
+            return;
+          case PumpStatus::source_failed:
+            return end(d == 0 ? ConnectionEnd::downstream_reset : ConnectionEnd::upstream_reset, false);
+          case PumpStatus::sink_failed:
+            return end(d == 0 ? ConnectionEnd::upstream_reset : ConnectionEnd::downstream_reset, false);
+        }
       }
-    }
-
-    /// Waits until direction `d`'s source is readable (`kind` read) or its sink writable, then runs it.
-    /// Readiness is edge-triggered, but no edge is lost between a pump's EAGAIN and this wait: Asio queues
-    /// a wait with EPOLL_CTL_MOD, which re-evaluates readiness and reports a descriptor that is ready now.
-    /// For the same reason a pump may stop reading at a short read without asking for EAGAIN first.
-    void wait(int d, int kind) {
-      if (waiting_[d][kind]) return;  // already waiting for exactly that
-      waiting_[d][kind] = true;
-      auto& socket = kind == read ? source(d) : sink(d);
-      socket.async_wait(kind == read ? asio::socket_base::wait_read : asio::socket_base::wait_write,
-                        [self = Ref(this), d, kind](std::error_code ec) {
-                          self->waiting_[d][kind] = false;
-                          if (ec != asio::error::operation_aborted) self->guard([&] { self->run(d); });
-                        });
     }
 
     void delivered(int d, std::size_t n) noexcept {
@@ -386,18 +430,23 @@ class Proxy {
       }
     }
 
+    void detach() noexcept {
+      if (slot_ != no_slot) poller_.detach(std::exchange(slot_, no_slot));
+    }
+
     /// Ends the connection once: closes (FIN) or resets both sockets, reports, drops the own reference.
     void end(ConnectionEnd why, bool graceful) noexcept {
       if (phase_.exchange(Phase::done, std::memory_order_relaxed) == Phase::done) return;
       record_.end = why;
       pumps_[0].discard();
       pumps_[1].discard();
+      detach();
       if (graceful) {
-        detail::close_socket(downstream_);
-        detail::close_socket(upstream_);
+        sockets_[0].close();
+        sockets_[1].close();
       } else {
-        detail::abort_socket(upstream_);
-        detail::abort_socket(downstream_);
+        sockets_[1].abort();
+        sockets_[0].abort();
       }
       record_.duration = Clock::now() - started_;
       proxy_.finished(*this);
@@ -405,19 +454,19 @@ class Proxy {
     }
 
     Proxy& proxy_;
-    asio::ip::tcp::socket downstream_;
-    asio::ip::tcp::socket upstream_;
-    Pump pumps_[2];
+    detail::EventPoller& poller_;
+    detail::Socket sockets_[2];  // 0: the client's, 1: the upstream's
+    Pump pumps_[2];              // 0: client to upstream, 1: upstream to client
     ConnectionRecord record_;
     Clock::time_point started_;
     Clock::time_point connect_deadline_;
     std::atomic<Clock::rep> last_activity_{0};
     std::atomic<std::uint32_t> refs_{1};
+    std::uint32_t slot_ = no_slot;
     std::atomic<Phase> phase_{Phase::connecting};
     std::atomic<bool> cut_{false};
-    bool timed_out_ = false;
-    bool finished_[2] = {false, false};
-    bool waiting_[2][2] = {{false, false}, {false, false}};
+    std::uint8_t ready_[2] = {0, 0};
+    Wait wait_[2] = {Wait::read, Wait::read};
   };
 
   static Clock::duration sweep_period(const ProxyOptions& options) {
@@ -426,12 +475,38 @@ class Proxy {
     return std::clamp<Clock::duration>(shortest / 8, std::chrono::milliseconds(5), std::chrono::seconds(1));
   }
 
+  /// One poller on the acceptor's io_context when one thread runs it; with strands per connection (several
+  /// threads), one per hardware thread, each on a strand of its own, connections spread over them.
+  static std::vector<std::unique_ptr<detail::EventPoller>> make_pollers(const AcceptorT& acceptor) {
+    bool strands = true;
+    if constexpr (requires { acceptor.options().strand_per_connection; }) {
+      strands = acceptor.options().strand_per_connection;
+    }
+    std::vector<std::unique_ptr<detail::EventPoller>> pollers;
+    const asio::any_io_executor& executor = acceptor.context_executor();
+    if (!strands) {
+      pollers.push_back(std::make_unique<detail::EventPoller>(executor));
+      return pollers;
+    }
+    const std::size_t count = std::max(1u, std::thread::hardware_concurrency());
+    for (std::size_t i = 0; i < count; ++i) {
+      pollers.push_back(std::make_unique<detail::EventPoller>(asio::make_strand(executor)));
+    }
+    return pollers;
+  }
+
   void spawn(AcceptedConnection&& connection) {
+    // The proxy's own poller takes the socket over from Asio's reactor.
+    std::error_code ec;
+    const int fd = connection.socket.release(ec);
+    if (ec) return;
+    detail::EventPoller& poller = *pollers_[next_poller_];
+    next_poller_ = (next_poller_ + 1) % pollers_.size();
     Session* session = nullptr;
     try {
-      session = new Session(*this, std::move(connection));
+      session = new Session(*this, poller, fd, connection.downstream);
     } catch (const std::exception&) {
-      detail::abort_socket(connection.socket);  // out of memory: this client is reset, nobody else
+      detail::Socket(fd).abort();  // out of memory: this client is reset, nobody else
       return;
     }
     active_.fetch_add(1, std::memory_order_acq_rel);
@@ -491,14 +566,15 @@ class Proxy {
     });
   }
 
-  /// Opens the upstream socket with the mark, transparency and source bind the target asks for.
-  std::error_code prepare_upstream(asio::ip::tcp::socket& upstream, const UpstreamTarget& target) const {
-    std::error_code ec;
-    upstream.open(target.endpoint.protocol(), ec);
-    if (ec) return ec;
-    const int fd = upstream.native_handle();
+  /// Opens the upstream socket (non-blocking, TCP_NODELAY) with the mark, transparency and source bind the
+  /// target asks for.
+  std::error_code prepare_upstream(detail::Socket& upstream, const UpstreamTarget& target) const {
     const bool v6 = target.endpoint.address().is_v6();
+    upstream = detail::Socket(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!upstream.is_open()) return {errno, asio::error::get_system_category()};
+    const int fd = upstream.fd();
     const int one = 1;
+    (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (options_.upstream_mark) {
       const int mark = static_cast<int>(*options_.upstream_mark);
       if (::setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0) return {errno, std::system_category()};
@@ -513,8 +589,10 @@ class Proxy {
       (void)::setsockopt(fd, SOL_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
       asio::ip::address source = *target.source;
       if (v6 && source.is_v4()) source = asio::ip::make_address_v6(asio::ip::v4_mapped, source.to_v4());
-      upstream.bind({source, 0}, ec);
-      if (ec) return ec;
+      const asio::ip::tcp::endpoint bind_to(source, 0);
+      if (::bind(fd, bind_to.data(), static_cast<socklen_t>(bind_to.size())) != 0) {
+        return {errno, asio::error::get_system_category()};
+      }
     }
     return {};
   }
@@ -544,6 +622,9 @@ class Proxy {
     stopped_ = true;
     drain_timer_.cancel();
     sweep_timer_.cancel();
+    for (auto& poller : pollers_) {
+      asio::post(poller->get_executor(), [p = poller.get()] { p->stop(); });
+    }
     if (on_stopped_) std::exchange(on_stopped_, nullptr)();
   }
 
@@ -556,6 +637,8 @@ class Proxy {
   asio::steady_timer drain_timer_;
   asio::steady_timer sweep_timer_;
   Clock::duration sweep_period_;
+  std::vector<std::unique_ptr<detail::EventPoller>> pollers_;
+  std::size_t next_poller_ = 0;  // the acceptor's strand only
   detail::SessionRegistry sessions_;
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> stopping_{false};
