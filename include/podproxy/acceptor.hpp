@@ -3,6 +3,7 @@
 
 #include <podproxy/concepts/destination_source.hpp>
 #include <podproxy/downstream.hpp>
+#include <podproxy/native_socket.hpp>
 #include <podproxy/original_dst.hpp>
 
 #include <asio/awaitable.hpp>
@@ -17,6 +18,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -44,17 +46,20 @@ struct AcceptorOptions {
   /// How long the accept loop pauses after EMFILE, ENFILE, ENOBUFS or ENOMEM before it tries again. The
   /// pending connections wait in the kernel's backlog meanwhile.
   std::chrono::milliseconds overload_backoff{100};
-  /// Give each accepted connection its own strand, so that one io_context may be run by several threads.
-  /// Set it to false when the io_context is run by exactly one thread (one io_context per thread, with
-  /// reuse_port, is the fast way to use several cores): connections then use the executor directly,
-  /// which saves a heap-held strand per connection and a hop through it per event. Wrong when false and
-  /// several threads run the io_context: that is a data race.
+  /// Whether connections must be safe on an io_context that several threads run. True: a Proxy spreads
+  /// them over one event poller per hardware thread, each on a strand of its own. Set it to false when the
+  /// io_context is run by exactly one thread (one io_context per thread, with reuse_port, is the fast way
+  /// to use several cores): one poller on the executor itself, no strand hop per event. Wrong when false
+  /// and several threads run the io_context: that is a data race.
   bool strand_per_connection = true;
+  /// Connections accepted per wake-up before the loop waits again (and lets other handlers run).
+  int accept_batch = 64;
 };
 
-/// A connection the acceptor accepted, with what a policy needs to know about it.
+/// A connection the acceptor accepted (non-blocking, close-on-exec), with what a policy needs to know
+/// about it.
 struct AcceptedConnection {
-  asio::ip::tcp::socket socket;
+  NativeSocket socket;
   Downstream downstream;
 };
 
@@ -62,10 +67,12 @@ struct AcceptedConnection {
 /// RedirectedOrLocal (SO_ORIGINAL_DST, the default, right for REDIRECT capture and harmless elsewhere)
 /// or LocalAddress (TPROXY and plain listeners).
 ///
+/// Connections are taken with accept4(2) (SOCK_NONBLOCK | SOCK_CLOEXEC), up to `accept_batch` per
+/// wake-up, and handed over as NativeSockets: no Asio reactor registration that the proxy would undo, no
+/// extra fcntl per connection.
+///
 /// Thread safety: `run` is a coroutine meant to run on one strand (or a one-threaded io_context); `close`
-/// may be called from any thread. Each accepted socket gets its own strand on the acceptor's executor (unless
-/// AcceptorOptions::strand_per_connection is false), so connections may run on several threads of one
-/// io_context.
+/// may be called from any thread.
 template <concepts::DestinationSource Source = RedirectedOrLocal>
 class Acceptor {
  public:
@@ -91,7 +98,7 @@ class Acceptor {
   [[nodiscard]] const AcceptorOptions& options() const noexcept { return options_; }
   /// The strand the accept loop runs on.
   [[nodiscard]] executor_type get_executor() const { return strand_; }
-  /// The executor the acceptor was made with (connections get strands of it).
+  /// The executor the acceptor was made with (a proxy's pollers run on it, or on strands of it).
   [[nodiscard]] const executor_type& context_executor() const noexcept { return executor_; }
 
   /// Accept failures from running out of descriptors or memory (each followed by a back-off).
@@ -104,30 +111,41 @@ class Acceptor {
   asio::awaitable<void> run(Handler on_connection) {
     using asio::experimental::as_tuple;
     asio::steady_timer backoff(strand_);
+    const int batch = std::max(1, options_.accept_batch);
     while (acceptor_.is_open()) {
-      // Named locals, not temporaries, in the co_await expression: GCC 12 mishandles the lifetime of
-      // temporaries there (ASan saw the strand freed under the accepted socket).
-      const executor_type socket_executor =
-          options_.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_;
-      asio::ip::tcp::endpoint peer;  // accept(2) fills it in: no getpeername
-      auto [ec, socket] = co_await acceptor_.async_accept(socket_executor, peer, as_tuple(asio::use_awaitable));
-      if (!ec) {
-        if (auto connection = describe(std::move(socket), peer)) {
-          on_connection(std::move(*connection));
+      bool overloaded = false;
+      for (int accepted = 0; accepted < batch && acceptor_.is_open();) {
+        asio::ip::tcp::endpoint peer;  // accept4(2) fills it in: no getpeername
+        auto length = static_cast<socklen_t>(peer.capacity());
+        const int fd = ::accept4(acceptor_.native_handle(), peer.data(), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd >= 0) {
+          ++accepted;
+          peer.resize(length);
+          if (auto connection = describe(NativeSocket(fd), peer)) on_connection(std::move(*connection));
+          continue;
         }
-        continue;
+        const int error = errno;
+        if (error == EAGAIN || error == EWOULDBLOCK) break;
+        if (error == EINTR) continue;
+        if (is_overload(std::error_code(error, std::system_category()))) {
+          overloaded = true;
+          break;
+        }
+        // Anything else (ECONNABORTED: the client gave up while queued, EPERM from a firewall hook, ...)
+        // concerns one connection only: accept the next.
+        ++accepted;
       }
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) {
-        break;
-      }
-      if (is_overload(ec)) {
+      if (overloaded) {
         overloads_->fetch_add(1, std::memory_order_relaxed);
         backoff.expires_after(options_.overload_backoff);
         auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
         (void)wait_ec;
+        continue;
       }
-      // Anything else (ECONNABORTED: the client gave up while queued, EPERM from a firewall hook, ...)
-      // concerns one connection only: accept the next.
+      // Asio re-arms the listener with EPOLL_CTL_MOD, which reports it at once if connections are still
+      // queued (a full batch), after the handlers already queued had their turn.
+      auto [ec] = co_await acceptor_.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
     }
   }
 
@@ -179,14 +197,17 @@ class Acceptor {
     if (ec) fail(ec, "bind");
     acceptor_.listen(options_.backlog, ec);
     if (ec) fail(ec, "listen");
+    acceptor_.non_blocking(true, ec);  // the loop calls accept4(2) itself
+    if (ec) fail(ec, "O_NONBLOCK");
     local_ = acceptor_.local_endpoint();
   }
 
-  std::optional<AcceptedConnection> describe(asio::ip::tcp::socket socket, const asio::ip::tcp::endpoint& peer) {
-    std::error_code ec;
-    const auto local = socket.local_endpoint(ec);
-    if (ec) return std::nullopt;  // reset while queued: nothing to serve
-    const auto original = source_.original_destination(socket, local);
+  std::optional<AcceptedConnection> describe(NativeSocket socket, const asio::ip::tcp::endpoint& peer) {
+    asio::ip::tcp::endpoint local;
+    auto length = static_cast<socklen_t>(local.capacity());
+    if (::getsockname(socket.native_handle(), local.data(), &length) != 0) return std::nullopt;  // reset
+    local.resize(length);
+    const auto original = source_.original_destination(socket.native_handle(), local);
     return AcceptedConnection{std::move(socket), Downstream{peer, local, original}};
   }
 

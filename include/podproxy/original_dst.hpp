@@ -19,9 +19,8 @@ namespace podproxy {
 /// IP6T_SO_ORIGINAL_DST). std::nullopt when the connection was not NATed (ENOENT), or on any other error,
 /// which `ec` then holds.
 [[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
-    asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& local, std::error_code& ec) {
+    int fd, const asio::ip::tcp::endpoint& local, std::error_code& ec) {
   ec.clear();
-  const int fd = socket.native_handle();
   sockaddr_storage storage{};
   // A dual-stack listener hands IPv4 clients over as v4-mapped IPv6: their NAT entry is an IPv4 one.
   const bool v6 = local.address().is_v6() && !local.address().to_v6().is_v4_mapped();
@@ -40,6 +39,12 @@ namespace podproxy {
   return endpoint;
 }
 
+/// As above, for an Asio socket.
+[[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
+    asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& local, std::error_code& ec) {
+  return redirected_destination(socket.native_handle(), local, ec);
+}
+
 /// As above, asking the kernel for the socket's local address first.
 [[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
     asio::ip::tcp::socket& socket, std::error_code& ec) {
@@ -52,10 +57,9 @@ namespace podproxy {
 /// accepted socket's local address otherwise (a direct connection, or TPROXY, where the local address
 /// is what the client dialed).
 struct RedirectedOrLocal {
-  [[nodiscard]] asio::ip::tcp::endpoint original_destination(asio::ip::tcp::socket& socket,
-                                                             const asio::ip::tcp::endpoint& local) const {
+  [[nodiscard]] asio::ip::tcp::endpoint original_destination(int fd, const asio::ip::tcp::endpoint& local) const {
     std::error_code ec;
-    if (auto redirected = redirected_destination(socket, local, ec)) {
+    if (auto redirected = redirected_destination(fd, local, ec)) {
       return *redirected;
     }
     return local;
@@ -65,8 +69,7 @@ struct RedirectedOrLocal {
 /// Destination source for TPROXY capture and plain listeners: the accepted socket's local address.
 /// Saves the getsockopt of RedirectedOrLocal where no NAT rule can apply.
 struct LocalAddress {
-  [[nodiscard]] asio::ip::tcp::endpoint original_destination(asio::ip::tcp::socket& /*socket*/,
-                                                             const asio::ip::tcp::endpoint& local) const {
+  [[nodiscard]] asio::ip::tcp::endpoint original_destination(int /*fd*/, const asio::ip::tcp::endpoint& local) const {
     return local;
   }
 };

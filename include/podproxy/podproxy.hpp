@@ -7,6 +7,7 @@
 #include <podproxy/concepts/upstream_policy.hpp>
 #include <podproxy/connection_record.hpp>
 #include <podproxy/downstream.hpp>
+#include <podproxy/native_socket.hpp>
 #include <podproxy/original_dst.hpp>
 #include <podproxy/policy/fixed.hpp>
 #include <podproxy/policy/loopback.hpp>

@@ -5,9 +5,9 @@
 #include <podproxy/concepts/relay.hpp>
 #include <podproxy/concepts/upstream_policy.hpp>
 #include <podproxy/connection_record.hpp>
+#include <podproxy/native_socket.hpp>
 #include <podproxy/detail/event_poller.hpp>
 #include <podproxy/detail/session_registry.hpp>
-#include <podproxy/detail/socket_ops.hpp>
 #include <podproxy/relay/pump.hpp>
 #include <podproxy/stats.hpp>
 
@@ -21,7 +21,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -165,12 +164,12 @@ class Proxy {
   /// its poller's executor; both sockets are in that poller's epoll set, registered once.
   class Session final : public detail::RegistryHook, public detail::PollTarget {
    public:
-    Session(Proxy& proxy, detail::EventPoller& poller, int downstream, const Downstream& peer)
+    Session(Proxy& proxy, detail::EventPoller& poller, AcceptedConnection&& connection)
         : proxy_(proxy),
           poller_(poller),
-          sockets_{detail::Socket(downstream), detail::Socket()},
+          sockets_{std::move(connection.socket), NativeSocket()},
           pumps_{proxy.relay_.make_pump(), proxy.relay_.make_pump()},
-          record_{.downstream = peer, .start = std::chrono::system_clock::now()},
+          record_{.downstream = connection.downstream, .start = std::chrono::system_clock::now()},
           started_(Clock::now()),
           connect_deadline_(started_ + proxy.options_.connect_timeout) {}
 
@@ -289,19 +288,19 @@ class Proxy {
       if (cut_.load(std::memory_order_relaxed)) return end(ConnectionEnd::drained, false);
       slot_ = poller_.attach(this);
       // A non-blocking connect(2); the upstream's first event (writable, or an error) completes it.
-      const int rc = ::connect(sockets_[1].fd(), target.endpoint.data(), static_cast<socklen_t>(target.endpoint.size()));
+      const int rc = ::connect(sockets_[1].native_handle(), target.endpoint.data(), static_cast<socklen_t>(target.endpoint.size()));
       if (rc != 0 && errno != EINPROGRESS && errno != EINTR) {
         record_.error.assign(errno, asio::error::get_system_category());
         return end(ConnectionEnd::upstream_connect_failed, false);
       }
-      std::error_code ec = poller_.watch(sockets_[1].fd(), slot_, 1);
+      std::error_code ec = poller_.watch(sockets_[1].native_handle(), slot_, 1);
       if (ec) {
         record_.error = ec;
         return end(ConnectionEnd::upstream_connect_failed, false);
       }
       // The client's bytes (already queued, likely) are reported as soon as its socket is watched; they
       // are read once the upstream is connected.
-      ec = poller_.watch(sockets_[0].fd(), slot_, 0);
+      ec = poller_.watch(sockets_[0].native_handle(), slot_, 0);
       if (ec) {
         record_.error = ec;
         return end(ConnectionEnd::downstream_reset, false);
@@ -329,7 +328,7 @@ class Proxy {
     void connect_finished() {
       int error = 0;
       socklen_t length = sizeof error;
-      if (::getsockopt(sockets_[1].fd(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
+      if (::getsockopt(sockets_[1].native_handle(), SOL_SOCKET, SO_ERROR, &error, &length) != 0) error = errno;
       if (error == 0) return connected({});
       connected(std::error_code(error, asio::error::get_system_category()));
     }
@@ -344,20 +343,15 @@ class Proxy {
       if (proxy_.options_.on_complete) {  // only an access log reads it: spare the syscall otherwise
         asio::ip::tcp::endpoint local;
         socklen_t length = static_cast<socklen_t>(local.capacity());
-        if (::getsockname(sockets_[1].fd(), local.data(), &length) == 0) {
+        if (::getsockname(sockets_[1].native_handle(), local.data(), &length) == 0) {
           local.resize(length);
           record_.upstream_local = local;
         }
       }
+      // Both sockets are non-blocking (accept4 and socket were asked so): pumps call splice(2) and recv(2)
+      // themselves, and SPLICE_F_NONBLOCK does not cover the socket side.
       const int one = 1;
-      (void)::setsockopt(sockets_[0].fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      // Pumps call splice(2) and recv(2) themselves: SPLICE_F_NONBLOCK does not cover the socket side, so
-      // the client's socket must be O_NONBLOCK too (the upstream's was opened so).
-      int on = 1;
-      if (::ioctl(sockets_[0].fd(), FIONBIO, &on) != 0) {
-        record_.error.assign(errno, asio::error::get_system_category());
-        return end(ConnectionEnd::downstream_reset, false);
-      }
+      (void)::setsockopt(sockets_[0].native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
       touch();
       phase_.store(Phase::relaying, std::memory_order_relaxed);
       // Whatever either side sent meanwhile was reported already; a server that speaks first is too.
@@ -381,7 +375,7 @@ class Proxy {
       bool fin_read = false;
       for (;;) {
         if (!relaying() || wait_[d] == Wait::finished) return;
-        const PumpStep step = pumps_[d].transfer(sockets_[d].fd(), sockets_[1 - d].fd());
+        const PumpStep step = pumps_[d].transfer(sockets_[d].native_handle(), sockets_[1 - d].native_handle());
         if (step.delivered > 0) delivered(d, step.delivered);
         switch (step.status) {
           case PumpStatus::want_read:
@@ -455,7 +449,7 @@ class Proxy {
 
     Proxy& proxy_;
     detail::EventPoller& poller_;
-    detail::Socket sockets_[2];  // 0: the client's, 1: the upstream's
+    NativeSocket sockets_[2];  // 0: the client's, 1: the upstream's
     Pump pumps_[2];              // 0: client to upstream, 1: upstream to client
     ConnectionRecord record_;
     Clock::time_point started_;
@@ -496,17 +490,13 @@ class Proxy {
   }
 
   void spawn(AcceptedConnection&& connection) {
-    // The proxy's own poller takes the socket over from Asio's reactor.
-    std::error_code ec;
-    const int fd = connection.socket.release(ec);
-    if (ec) return;
     detail::EventPoller& poller = *pollers_[next_poller_];
     next_poller_ = (next_poller_ + 1) % pollers_.size();
     Session* session = nullptr;
     try {
-      session = new Session(*this, poller, fd, connection.downstream);
+      session = new Session(*this, poller, std::move(connection));
     } catch (const std::exception&) {
-      detail::Socket(fd).abort();  // out of memory: this client is reset, nobody else
+      connection.socket.abort();  // out of memory: this client is reset, nobody else
       return;
     }
     active_.fetch_add(1, std::memory_order_acq_rel);
@@ -568,11 +558,11 @@ class Proxy {
 
   /// Opens the upstream socket (non-blocking, TCP_NODELAY) with the mark, transparency and source bind the
   /// target asks for.
-  std::error_code prepare_upstream(detail::Socket& upstream, const UpstreamTarget& target) const {
+  std::error_code prepare_upstream(NativeSocket& upstream, const UpstreamTarget& target) const {
     const bool v6 = target.endpoint.address().is_v6();
-    upstream = detail::Socket(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    upstream = NativeSocket(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
     if (!upstream.is_open()) return {errno, asio::error::get_system_category()};
-    const int fd = upstream.fd();
+    const int fd = upstream.native_handle();
     const int one = 1;
     (void)::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     if (options_.upstream_mark) {

@@ -61,7 +61,7 @@ struct RelayThrowingDiscard {  // discard runs while a connection is torn down: 
 };
 
 struct SourceArchetype {
-  tcp::endpoint original_destination(tcp::socket&, const tcp::endpoint& local) const { return local; }
+  tcp::endpoint original_destination(int, const tcp::endpoint& local) const { return local; }
 };
 struct SourceWrongArguments {
   tcp::endpoint original_destination(const tcp::endpoint& local) const { return local; }

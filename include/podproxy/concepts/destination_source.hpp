@@ -7,12 +7,12 @@
 
 namespace podproxy::concepts {
 
-/// Given an accepted socket and its local address, names the address the client dialed. Models:
+/// Given an accepted socket's descriptor and its local address, names the address the client dialed. Models:
 /// RedirectedOrLocal (SO_ORIGINAL_DST, for REDIRECT capture) and LocalAddress (TPROXY, plain listeners).
 template <class S>
 concept DestinationSource = std::copy_constructible<S> &&
-    requires(const S& source, asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& local) {
-      { source.original_destination(socket, local) } -> std::same_as<asio::ip::tcp::endpoint>;
+    requires(const S& source, int fd, const asio::ip::tcp::endpoint& local) {
+      { source.original_destination(fd, local) } -> std::same_as<asio::ip::tcp::endpoint>;
     };
 
 }  // namespace podproxy::concepts
