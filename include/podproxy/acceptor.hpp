@@ -200,13 +200,18 @@ class Acceptor {
     acceptor_.non_blocking(true, ec);  // the loop calls accept4(2) itself
     if (ec) fail(ec, "O_NONBLOCK");
     local_ = acceptor_.local_endpoint();
+    // A listener bound to one address, without IP_TRANSPARENT, only ever accepts connections to exactly
+    // that address: its connections' local address is known without a getsockname(2) each.
+    local_is_fixed_ = !options_.transparent && !local_.address().is_unspecified();
   }
 
   std::optional<AcceptedConnection> describe(NativeSocket socket, const asio::ip::tcp::endpoint& peer) {
-    asio::ip::tcp::endpoint local;
-    auto length = static_cast<socklen_t>(local.capacity());
-    if (::getsockname(socket.native_handle(), local.data(), &length) != 0) return std::nullopt;  // reset
-    local.resize(length);
+    asio::ip::tcp::endpoint local = local_;
+    if (!local_is_fixed_) {
+      auto length = static_cast<socklen_t>(local.capacity());
+      if (::getsockname(socket.native_handle(), local.data(), &length) != 0) return std::nullopt;  // reset
+      local.resize(length);
+    }
     const auto original = source_.original_destination(socket.native_handle(), local);
     return AcceptedConnection{std::move(socket), Downstream{peer, local, original}};
   }
@@ -222,6 +227,7 @@ class Acceptor {
   AcceptorOptions options_;
   Source source_;
   asio::ip::tcp::endpoint local_{};
+  bool local_is_fixed_ = false;
   // Heap-held so that Acceptor stays movable.
   std::unique_ptr<std::atomic<std::uint64_t>> overloads_ = std::make_unique<std::atomic<std::uint64_t>>(0);
 };

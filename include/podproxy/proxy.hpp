@@ -314,7 +314,11 @@ class Proxy {
       if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) ready_[which] |= writable;
       switch (phase_.load(std::memory_order_relaxed)) {
         case Phase::connecting:
-          if (which == 1 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) connect_finished();
+          if (which == 1 && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
+            // Writable without an error or a hang-up: connected (a failed connect raises EPOLLERR).
+            if (!(events & (EPOLLERR | EPOLLHUP))) return connected({});
+            connect_finished();
+          }
           return;
         case Phase::relaying: break;
         case Phase::done: return;
@@ -402,8 +406,9 @@ class Proxy {
             return;
           case PumpStatus::fin:
             wait_[d] = Wait::finished;
+            // The last FIN: closing sends it (nothing is left unread on either socket), no shutdown first.
+            if (wait_[1 - d] == Wait::finished) return end(ConnectionEnd::completed, /*graceful=*/true);
             sockets_[1 - d].shutdown_send();
-            if (wait_[1 - d] == Wait::finished) end(ConnectionEnd::completed, /*graceful=*/true);
             return;
           case PumpStatus::source_failed:
             return end(d == 0 ? ConnectionEnd::downstream_reset : ConnectionEnd::upstream_reset, false);
