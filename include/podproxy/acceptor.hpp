@@ -63,6 +63,14 @@ struct AcceptedConnection {
   Downstream downstream;
 };
 
+/// What one `Acceptor::accept_some` call ended on.
+enum class AcceptStatus : std::uint8_t {
+  drained,     ///< nothing more is queued (EAGAIN): wait for the listener to turn readable
+  more,        ///< the batch is full and more may be queued: call again after other work had a turn
+  overloaded,  ///< out of descriptors or memory: back off (AcceptorOptions::overload_backoff), then retry
+  closed,      ///< the acceptor is closed
+};
+
 /// A listening socket and its accept loop. `Source` decides how the original destination is learnt:
 /// RedirectedOrLocal (SO_ORIGINAL_DST, the default, right for REDIRECT capture and harmless elsewhere)
 /// or LocalAddress (TPROXY and plain listeners).
@@ -71,8 +79,11 @@ struct AcceptedConnection {
 /// wake-up, and handed over as NativeSockets: no Asio reactor registration that the proxy would undo, no
 /// extra fcntl per connection.
 ///
-/// Thread safety: `run` is a coroutine meant to run on one strand (or a one-threaded io_context); `close`
-/// may be called from any thread.
+/// Two ways to drive it: `run`, a coroutine that waits on the listener through Asio's reactor, or
+/// `accept_some` whenever `native_handle()` turns readable (a Proxy watches it in its own epoll set).
+///
+/// Thread safety: `run`, `accept_some` and the close that `close` posts run on `get_executor()` (a strand
+/// when `strand_per_connection`, else the executor itself); `close` may be called from any thread.
 template <concepts::DestinationSource Source = RedirectedOrLocal>
 class Acceptor {
  public:
@@ -82,7 +93,7 @@ class Acceptor {
   /// fails (a configuration error: address in use, not permitted, not local).
   Acceptor(executor_type executor, AcceptorOptions options, Source source = {})
       : executor_(std::move(executor)),
-        strand_(asio::make_strand(executor_)),
+        strand_(options.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_),
         acceptor_(strand_),
         options_(std::move(options)),
         source_(std::move(source)) {
@@ -96,57 +107,68 @@ class Acceptor {
   /// The bound address (with the kernel's port when the options asked for port 0).
   [[nodiscard]] asio::ip::tcp::endpoint local_endpoint() const { return local_; }
   [[nodiscard]] const AcceptorOptions& options() const noexcept { return options_; }
-  /// The strand the accept loop runs on.
+  /// Where accepting runs: a strand of the executor, or (strand_per_connection false) the executor itself.
   [[nodiscard]] executor_type get_executor() const { return strand_; }
+  /// The listening socket's descriptor (to watch for readability; do not close it).
+  [[nodiscard]] int native_handle() { return acceptor_.native_handle(); }
   /// The executor the acceptor was made with (a proxy's pollers run on it, or on strands of it).
   [[nodiscard]] const executor_type& context_executor() const noexcept { return executor_; }
 
   /// Accept failures from running out of descriptors or memory (each followed by a back-off).
   [[nodiscard]] std::uint64_t overloads() const noexcept { return overloads_->load(std::memory_order_relaxed); }
 
-  /// Accepts until `close()`. Calls `on_connection(AcceptedConnection&&)` on the acceptor's strand for
-  /// each connection; the handler must not block (it typically co_spawns the connection's coroutine onto
-  /// the socket's own executor). Runs on this acceptor's strand: co_spawn it onto get_executor().
+  /// Accepts until `close()`. Calls `on_connection(AcceptedConnection&&)` on get_executor() for each
+  /// connection; the handler must not block. co_spawn it onto get_executor().
   template <class Handler>
   asio::awaitable<void> run(Handler on_connection) {
     using asio::experimental::as_tuple;
     asio::steady_timer backoff(strand_);
-    const int batch = std::max(1, options_.accept_batch);
-    while (acceptor_.is_open()) {
-      bool overloaded = false;
-      for (int accepted = 0; accepted < batch && acceptor_.is_open();) {
-        asio::ip::tcp::endpoint peer;  // accept4(2) fills it in: no getpeername
-        auto length = static_cast<socklen_t>(peer.capacity());
-        const int fd = ::accept4(acceptor_.native_handle(), peer.data(), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd >= 0) {
-          ++accepted;
-          peer.resize(length);
-          if (auto connection = describe(NativeSocket(fd), peer)) on_connection(std::move(*connection));
+    for (;;) {
+      switch (accept_some(on_connection)) {
+        case AcceptStatus::closed: co_return;
+        case AcceptStatus::overloaded: {
+          backoff.expires_after(options_.overload_backoff);
+          auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
+          (void)wait_ec;
           continue;
         }
-        const int error = errno;
-        if (error == EAGAIN || error == EWOULDBLOCK) break;
-        if (error == EINTR) continue;
-        if (is_overload(std::error_code(error, std::system_category()))) {
-          overloaded = true;
+        case AcceptStatus::more:     // Asio re-arms the listener with EPOLL_CTL_MOD, which reports it at
+        case AcceptStatus::drained:  // once when connections are still queued, after queued handlers ran
           break;
-        }
-        // Anything else (ECONNABORTED: the client gave up while queued, EPERM from a firewall hook, ...)
-        // concerns one connection only: accept the next.
-        ++accepted;
       }
-      if (overloaded) {
-        overloads_->fetch_add(1, std::memory_order_relaxed);
-        backoff.expires_after(options_.overload_backoff);
-        auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
-        (void)wait_ec;
+      auto [ec] = co_await acceptor_.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
+      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+    }
+  }
+
+  /// Accepts what is queued now, at most `accept_batch` connections, calling
+  /// `on_connection(AcceptedConnection&&)` for each; never waits. On get_executor(). Failures that concern
+  /// one connection (ECONNABORTED: the client gave up while queued, EPERM from a firewall hook, ...) skip
+  /// it; running out of descriptors or memory stops the batch (`overloaded`, counted in overloads()).
+  template <class Handler>
+  AcceptStatus accept_some(Handler&& on_connection) {
+    const int batch = std::max(1, options_.accept_batch);
+    for (int accepted = 0; accepted < batch;) {
+      if (!acceptor_.is_open()) return AcceptStatus::closed;
+      asio::ip::tcp::endpoint peer;  // accept4(2) fills it in: no getpeername
+      auto length = static_cast<socklen_t>(peer.capacity());
+      const int fd = ::accept4(acceptor_.native_handle(), peer.data(), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      if (fd >= 0) {
+        ++accepted;
+        peer.resize(length);
+        if (auto connection = describe(NativeSocket(fd), peer)) on_connection(std::move(*connection));
         continue;
       }
-      // Asio re-arms the listener with EPOLL_CTL_MOD, which reports it at once if connections are still
-      // queued (a full batch), after the handlers already queued had their turn.
-      auto [ec] = co_await acceptor_.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) break;
+      const int error = errno;
+      if (error == EAGAIN || error == EWOULDBLOCK) return AcceptStatus::drained;
+      if (error == EINTR) continue;
+      if (is_overload(std::error_code(error, std::system_category()))) {
+        overloads_->fetch_add(1, std::memory_order_relaxed);
+        return AcceptStatus::overloaded;
+      }
+      ++accepted;
     }
+    return AcceptStatus::more;
   }
 
   /// Stops accepting: the pending accept completes with operation_aborted and `run` returns. Idempotent;
@@ -222,7 +244,7 @@ class Acceptor {
   }
 
   executor_type executor_;
-  asio::strand<executor_type> strand_;
+  executor_type strand_;  // a strand of executor_, or executor_ itself
   asio::ip::tcp::acceptor acceptor_;
   AcceptorOptions options_;
   Source source_;

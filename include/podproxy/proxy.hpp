@@ -47,7 +47,7 @@ struct ProxyOptions {
   /// Endpoints that are this proxy besides its own listener (the sidecar's other listeners): the loop
   /// guard refuses upstreams that name any of them.
   std::vector<asio::ip::tcp::endpoint> own_endpoints{};
-  /// Called once per finished connection, on that connection's strand (so possibly from several threads
+  /// Called once per finished connection, on that connection's poller (so possibly from several threads
   /// at once). Must not block.
   std::function<void(const ConnectionRecord&)> on_complete{};
   /// Counters to update; shared by several proxies when they serve one port from several threads. Null:
@@ -62,14 +62,18 @@ struct ProxyOptions {
 /// upstream cannot be reached the client is reset (SO_LINGER {1, 0}), so it sees "Connection reset by
 /// peer"; one connection's failure never touches another.
 ///
-/// Each connection is one heap object driven by completion handlers (no coroutine, no per-connection
-/// timer): connect and idle timeouts are found by one sweep per proxy, whose period is an eighth of the
-/// shorter timeout (between 5 ms and 1 s), so a timeout fires up to that much late.
+/// Each connection is one heap object (no coroutine, no per-connection timer, no Asio socket). Both of its
+/// sockets sit in an epoll set of the proxy's own (detail::EventPoller), registered once, edge-triggered,
+/// with EPOLLRDHUP, and closed without EPOLL_CTL_DEL: one epoll_ctl per socket in its life, where Asio's
+/// reactor makes one per wait. The set is one descriptor in the io_context's reactor, so the proxy still
+/// runs wherever the io_context runs. Connect and idle timeouts are found by one sweep per proxy, whose
+/// period is an eighth of the shorter timeout (between 5 ms and 1 s), so a timeout fires up to that late.
 ///
-/// Thread safety: `start`, `stop`, `stats` and `active` may be called from any thread. Connections run on
-/// their own strands of the acceptor's executor, so one io_context may be run by several threads; or make
+/// Thread safety: `start`, `stop`, `stats` and `active` may be called from any thread. With
+/// AcceptorOptions::strand_per_connection (the default) connections are spread over one poller per
+/// hardware thread, each on a strand of its own, so one io_context may be run by several threads; or make
 /// one Proxy per thread and io_context with SO_REUSEPORT acceptors sharing one ProxyStats, and set
-/// AcceptorOptions::strand_per_connection to false (the fastest way to use several cores).
+/// strand_per_connection to false (one poller on the executor itself: the fastest way to use several cores).
 /// Lifetime: the Proxy must outlive the io_context's run(); it may not be moved once constructed.
 template <class AcceptorT, concepts::UpstreamPolicy Policy, concepts::Relay Relay>
 class Proxy {
@@ -101,9 +105,20 @@ class Proxy {
     for (auto& poller : pollers_) {
       asio::post(poller->get_executor(), [p = poller.get()] { p->start(); });
     }
-    asio::co_spawn(acceptor_.get_executor(),
-                   acceptor_.run([this](AcceptedConnection&& connection) { spawn(std::move(connection)); }),
-                   asio::detached);
+    // The listener is watched in the first poller's set too (that poller runs on the acceptor's
+    // executor): a new connection is taken in the same batch as the events of those already open.
+    asio::post(acceptor_.get_executor(), [this] {
+      try {
+        listener_slot_ = pollers_.front()->attach(&listener_);
+      } catch (const std::exception&) {
+        return start_accept_loop();
+      }
+      if (pollers_.front()->watch(acceptor_.native_handle(), listener_slot_, 0)) {
+        pollers_.front()->detach(std::exchange(listener_slot_, no_slot));
+        return start_accept_loop();
+      }
+      accept_ready();
+    });
     asio::post(control_, [this] { arm_sweep(); });
   }
 
@@ -114,7 +129,12 @@ class Proxy {
     // One handler does it all: posting the close and the drain separately would let a one-thread
     // io_context run out of work between the two, return from run(), and never start the drain.
     asio::post(control_, [this, drain, on_stopped = std::move(on_stopped)]() mutable {
-      acceptor_.close();
+      asio::post(acceptor_.get_executor(), [this] {
+        accepting_ = false;
+        accept_backoff_.cancel();
+        if (listener_slot_ != no_slot) pollers_.front()->detach(std::exchange(listener_slot_, no_slot));
+        acceptor_.close();
+      });
       on_stopped_ = std::move(on_stopped);
       drain_timer_.expires_after(drain);
       drain_timer_.async_wait([this](std::error_code ec) {
@@ -156,6 +176,7 @@ class Proxy {
  private:
   using Clock = std::chrono::steady_clock;
   using Pump = typename Relay::pump_type;
+  static constexpr std::uint32_t no_slot = ~std::uint32_t{0};
   enum class Phase : std::uint8_t { connecting, relaying, done };
 
   /// One connection: the client's socket, the upstream's, a pump per direction, and what the access log
@@ -256,7 +277,6 @@ class Proxy {
     ~Session() = default;
     friend class Proxy;
 
-    static constexpr std::uint32_t no_slot = ~std::uint32_t{0};
     // What is known of a socket since its last EAGAIN (edge-triggered readiness).
     static constexpr std::uint8_t readable = 1;
     static constexpr std::uint8_t writable = 2;
@@ -474,6 +494,44 @@ class Proxy {
     return std::clamp<Clock::duration>(shortest / 8, std::chrono::milliseconds(5), std::chrono::seconds(1));
   }
 
+  /// The listener's entry in the first poller: readable means connections are queued.
+  struct ListenerTarget final : detail::PollTarget {
+    explicit ListenerTarget(Proxy& proxy) noexcept : proxy_(proxy) {}
+    void on_events(int /*which*/, std::uint32_t /*events*/) noexcept override { proxy_.accept_ready(); }
+    Proxy& proxy_;
+  };
+
+  /// On the acceptor's executor: takes the connections queued now. Edge-triggered, so a full batch
+  /// continues in a posted handler, and an overload retries after the back-off without waiting for an edge.
+  void accept_ready() noexcept {
+    if (!accepting_ || accept_paused_) return;
+    try {
+      switch (acceptor_.accept_some([this](AcceptedConnection&& connection) { spawn(std::move(connection)); })) {
+        case AcceptStatus::drained:
+        case AcceptStatus::closed: return;
+        case AcceptStatus::more: asio::post(acceptor_.get_executor(), [this] { accept_ready(); }); return;
+        case AcceptStatus::overloaded:
+          accept_paused_ = true;
+          accept_backoff_.expires_after(acceptor_.options().overload_backoff);
+          accept_backoff_.async_wait([this](std::error_code ec) {
+            accept_paused_ = false;
+            if (!ec) accept_ready();
+          });
+          return;
+      }
+    } catch (const std::exception&) {
+      // Out of memory posting or arming the back-off: the next connection's edge retries.
+      accept_paused_ = false;
+    }
+  }
+
+  /// The listener could not join the poller's set (out of memory): accept through Asio's reactor instead.
+  void start_accept_loop() {
+    asio::co_spawn(acceptor_.get_executor(),
+                   acceptor_.run([this](AcceptedConnection&& connection) { spawn(std::move(connection)); }),
+                   asio::detached);
+  }
+
   /// One poller on the acceptor's io_context when one thread runs it; with strands per connection (several
   /// threads), one per hardware thread, each on a strand of its own, connections spread over them.
   static std::vector<std::unique_ptr<detail::EventPoller>> make_pollers(const AcceptorT& acceptor) {
@@ -481,15 +539,13 @@ class Proxy {
     if constexpr (requires { acceptor.options().strand_per_connection; }) {
       strands = acceptor.options().strand_per_connection;
     }
+    // The first runs on the acceptor's executor (its strand, or the executor itself), so that it can
+    // watch the listener and accept; the others on strands of their own.
     std::vector<std::unique_ptr<detail::EventPoller>> pollers;
-    const asio::any_io_executor& executor = acceptor.context_executor();
-    if (!strands) {
-      pollers.push_back(std::make_unique<detail::EventPoller>(executor));
-      return pollers;
-    }
-    const std::size_t count = std::max(1u, std::thread::hardware_concurrency());
-    for (std::size_t i = 0; i < count; ++i) {
-      pollers.push_back(std::make_unique<detail::EventPoller>(asio::make_strand(executor)));
+    pollers.push_back(std::make_unique<detail::EventPoller>(acceptor.get_executor()));
+    const std::size_t count = strands ? std::max(1u, std::thread::hardware_concurrency()) : 1;
+    for (std::size_t i = 1; i < count; ++i) {
+      pollers.push_back(std::make_unique<detail::EventPoller>(asio::make_strand(acceptor.context_executor())));
     }
     return pollers;
   }
@@ -633,7 +689,12 @@ class Proxy {
   asio::steady_timer sweep_timer_;
   Clock::duration sweep_period_;
   std::vector<std::unique_ptr<detail::EventPoller>> pollers_;
-  std::size_t next_poller_ = 0;  // the acceptor's strand only
+  std::size_t next_poller_ = 0;  // the acceptor's executor only
+  ListenerTarget listener_{*this};
+  std::uint32_t listener_slot_ = no_slot;  // the acceptor's executor only
+  asio::steady_timer accept_backoff_{acceptor_.get_executor()};
+  bool accepting_ = true;       // the acceptor's executor only
+  bool accept_paused_ = false;  // the acceptor's executor only
   detail::SessionRegistry sessions_;
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> stopping_{false};

@@ -2,6 +2,7 @@
 // descriptor exhaustion.
 #include "harness.hpp"
 
+#include <fcntl.h>
 #include <sys/resource.h>
 
 #include <mutex>
@@ -370,4 +371,36 @@ TEST_CASE("acceptor: SO_REUSEPORT lets one acceptor per thread share a port", "[
   Acceptor<> first(io.get_executor(), {.reuse_port = true});
   Acceptor<> second(io.get_executor(), {.endpoint = first.local_endpoint(), .reuse_port = true});
   CHECK(second.local_endpoint() == first.local_endpoint());
+}
+
+TEST_CASE("acceptor: run() hands each connection over non-blocking with its addresses, and ends on close()",
+          "[acceptor]") {
+  asio::io_context io;
+  Acceptor<LocalAddress> acceptor(io.get_executor(), {.strand_per_connection = false});
+  std::vector<AcceptedConnection> accepted;
+  bool ended = false;
+  asio::co_spawn(acceptor.get_executor(),
+                 acceptor.run([&](AcceptedConnection&& c) {
+                   accepted.push_back(std::move(c));
+                   if (accepted.size() == 3) acceptor.close();
+                 }),
+                 [&](std::exception_ptr) { ended = true; });
+  std::vector<tcp::socket> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.emplace_back(io);
+    clients.back().connect(acceptor.local_endpoint());
+  }
+  io.run_for(5s);
+  REQUIRE(ended);
+  REQUIRE(accepted.size() == 3);
+  for (std::size_t i = 0; i < accepted.size(); ++i) {
+    const int fd = accepted[i].socket.native_handle();
+    CHECK((::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0);
+    CHECK((::fcntl(fd, F_GETFD) & FD_CLOEXEC) != 0);
+    CHECK(accepted[i].downstream.local == acceptor.local_endpoint());
+    CHECK(accepted[i].downstream.original_destination == acceptor.local_endpoint());
+    bool matched = false;
+    for (const auto& client : clients) matched = matched || client.local_endpoint() == accepted[i].downstream.peer;
+    CHECK(matched);
+  }
 }

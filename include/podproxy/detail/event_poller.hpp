@@ -139,7 +139,8 @@ class EventPoller {
         const auto slot = static_cast<std::uint32_t>((key & 0xffffffffu) >> 1);
         const auto generation = static_cast<std::uint32_t>(key >> 32);
         if (slot >= slots_.size()) continue;
-        const Slot& s = slots_[slot];
+        // A target may attach others (and so grow slots_) while it handles its events: copy, don't refer.
+        const Slot s = slots_[slot];
         if (s.target == nullptr || s.generation != generation) continue;  // stale: its target is gone
         s.target->on_events(static_cast<int>(key & 1), events[i].events);
       }
