@@ -9,14 +9,16 @@
 #include <asio/awaitable.hpp>
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/ip/tcp.hpp>
-#include <asio/ip/v6_only.hpp>
+#include <asio/posix/stream_descriptor.hpp>
 #include <asio/post.hpp>
 #include <asio/steady_timer.hpp>
 #include <asio/strand.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -94,7 +96,7 @@ class Acceptor {
   Acceptor(executor_type executor, AcceptorOptions options, Source source = {})
       : executor_(std::move(executor)),
         strand_(options.strand_per_connection ? executor_type(asio::make_strand(executor_)) : executor_),
-        acceptor_(strand_),
+        waiter_(strand_),
         options_(std::move(options)),
         source_(std::move(source)) {
     open();
@@ -110,7 +112,7 @@ class Acceptor {
   /// Where accepting runs: a strand of the executor, or (strand_per_connection false) the executor itself.
   [[nodiscard]] executor_type get_executor() const { return strand_; }
   /// The listening socket's descriptor (to watch for readability; do not close it).
-  [[nodiscard]] int native_handle() { return acceptor_.native_handle(); }
+  [[nodiscard]] int native_handle() const noexcept { return listener_.native_handle(); }
   /// The executor the acceptor was made with (a proxy's pollers run on it, or on strands of it).
   [[nodiscard]] const executor_type& context_executor() const noexcept { return executor_; }
 
@@ -136,8 +138,22 @@ class Acceptor {
         case AcceptStatus::drained:  // once when connections are still queued, after queued handlers ran
           break;
       }
-      auto [ec] = co_await acceptor_.async_wait(asio::socket_base::wait_read, as_tuple(asio::use_awaitable));
-      if (ec == asio::error::operation_aborted || !acceptor_.is_open()) co_return;
+      if (!waiter_.is_open()) {
+        // Asio waits on a duplicate, so that only this loop, not the listener itself, is in its reactor.
+        const int duplicate = ::fcntl(listener_.native_handle(), F_DUPFD_CLOEXEC, 0);
+        std::error_code ec;
+        if (duplicate >= 0) waiter_.assign(duplicate, ec);
+        if (duplicate < 0 || ec) {
+          if (duplicate >= 0) ::close(duplicate);
+          overloads_->fetch_add(1, std::memory_order_relaxed);
+          backoff.expires_after(options_.overload_backoff);
+          auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
+          (void)wait_ec;
+          continue;
+        }
+      }
+      auto [ec] = co_await waiter_.async_wait(asio::posix::descriptor_base::wait_read, as_tuple(asio::use_awaitable));
+      if (ec == asio::error::operation_aborted || !listener_.is_open()) co_return;
     }
   }
 
@@ -149,10 +165,10 @@ class Acceptor {
   AcceptStatus accept_some(Handler&& on_connection) {
     const int batch = std::max(1, options_.accept_batch);
     for (int accepted = 0; accepted < batch;) {
-      if (!acceptor_.is_open()) return AcceptStatus::closed;
+      if (!listener_.is_open()) return AcceptStatus::closed;
       asio::ip::tcp::endpoint peer;  // accept4(2) fills it in: no getpeername
       auto length = static_cast<socklen_t>(peer.capacity());
-      const int fd = ::accept4(acceptor_.native_handle(), peer.data(), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+      const int fd = ::accept4(listener_.native_handle(), peer.data(), &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
       if (fd >= 0) {
         ++accepted;
         peer.resize(length);
@@ -175,8 +191,9 @@ class Acceptor {
   /// may be called from any thread.
   void close() {
     asio::post(strand_, [this] {
+      listener_.close();
       std::error_code ignored;
-      acceptor_.close(ignored);
+      waiter_.close(ignored);  // run()'s wait ends with operation_aborted
     });
   }
 
@@ -196,32 +213,32 @@ class Acceptor {
     const auto fail = [&](std::error_code ec, const char* what) {
       throw std::system_error(ec, std::string("listen on ") + endpoint_text(ep) + ": " + what);
     };
-    std::error_code ec;
-    acceptor_.open(ep.protocol(), ec);
-    if (ec) fail(ec, "socket");
-    acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (ec) fail(ec, "SO_REUSEADDR");
-    const int fd = acceptor_.native_handle();
+    const auto fail_errno = [&](const char* what) { fail({errno, std::system_category()}, what); };
+    const bool v6 = ep.address().is_v6();
+    // Not an asio::ip::tcp::acceptor: Asio's reactor would register the descriptor, and report every
+    // incoming connection to its epoll_wait even while a Proxy watches the listener in its own set.
+    listener_ = NativeSocket(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    if (!listener_.is_open()) fail_errno("socket");
+    const int fd = listener_.native_handle();
     const int one = 1;
+    if (::setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) fail_errno("SO_REUSEADDR");
     if (options_.reuse_port && ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0) {
-      fail({errno, std::system_category()}, "SO_REUSEPORT");
+      fail_errno("SO_REUSEPORT");
     }
-    if (ep.address().is_v6()) {
-      acceptor_.set_option(asio::ip::v6_only(options_.v6_only), ec);
-      if (ec) fail(ec, "IPV6_V6ONLY");
+    if (v6) {
+      const int v6_only = options_.v6_only ? 1 : 0;
+      if (::setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6_only, sizeof v6_only) != 0) fail_errno("IPV6_V6ONLY");
     }
     if (options_.transparent) {
-      const int rc = ep.address().is_v6() ? ::setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one)
-                                          : ::setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
-      if (rc != 0) fail({errno, std::system_category()}, "IP_TRANSPARENT");
+      const int rc = v6 ? ::setsockopt(fd, SOL_IPV6, IPV6_TRANSPARENT, &one, sizeof one)
+                        : ::setsockopt(fd, SOL_IP, IP_TRANSPARENT, &one, sizeof one);
+      if (rc != 0) fail_errno("IP_TRANSPARENT");
     }
-    acceptor_.bind(ep, ec);
-    if (ec) fail(ec, "bind");
-    acceptor_.listen(options_.backlog, ec);
-    if (ec) fail(ec, "listen");
-    acceptor_.non_blocking(true, ec);  // the loop calls accept4(2) itself
-    if (ec) fail(ec, "O_NONBLOCK");
-    local_ = acceptor_.local_endpoint();
+    if (::bind(fd, ep.data(), static_cast<socklen_t>(ep.size())) != 0) fail_errno("bind");
+    if (::listen(fd, options_.backlog) != 0) fail_errno("listen");
+    auto length = static_cast<socklen_t>(local_.capacity());
+    if (::getsockname(fd, local_.data(), &length) != 0) fail_errno("getsockname");
+    local_.resize(length);
     // A listener bound to one address, without IP_TRANSPARENT, only ever accepts connections to exactly
     // that address: its connections' local address is known without a getsockname(2) each.
     local_is_fixed_ = !options_.transparent && !local_.address().is_unspecified();
@@ -245,7 +262,8 @@ class Acceptor {
 
   executor_type executor_;
   executor_type strand_;  // a strand of executor_, or executor_ itself
-  asio::ip::tcp::acceptor acceptor_;
+  NativeSocket listener_;
+  asio::posix::stream_descriptor waiter_;  // run() only: waits on a duplicate of the listener
   AcceptorOptions options_;
   Source source_;
   asio::ip::tcp::endpoint local_{};
