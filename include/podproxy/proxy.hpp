@@ -399,7 +399,7 @@ class Proxy {
       bool fin_read = false;
       for (;;) {
         if (!relaying() || wait_[d] == Wait::finished) return;
-        const PumpStep step = pumps_[d].transfer(sockets_[d].native_handle(), sockets_[1 - d].native_handle());
+        const PumpStep step = transfer(d);
         if (step.delivered > 0) delivered(d, step.delivered);
         switch (step.status) {
           case PumpStatus::want_read:
@@ -435,6 +435,16 @@ class Proxy {
           case PumpStatus::sink_failed:
             return end(d == 0 ? ConnectionEnd::upstream_reset : ConnectionEnd::downstream_reset, false);
         }
+      }
+    }
+
+    PumpStep transfer(int d) {
+      const int source = sockets_[d].native_handle();
+      const int sink = sockets_[1 - d].native_handle();
+      if constexpr (requires(Pump& pump) { { pump.transfer(source, sink, TransferHint{}) } -> std::same_as<PumpStep>; }) {
+        return pumps_[d].transfer(source, sink, TransferHint{.source_ending = (ready_[d] & peer_closed) != 0});
+      } else {
+        return pumps_[d].transfer(source, sink);
       }
     }
 

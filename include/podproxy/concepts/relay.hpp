@@ -18,7 +18,9 @@ namespace podproxy::concepts {
 /// - `yield` after its budget, so one busy connection cannot starve the others on its thread;
 /// - `fin`, `source_failed`, `sink_failed` end the direction: the proxy half-closes or resets.
 /// `discard()` is called when the connection is aborted: drop whatever is held (the bytes are lost).
-/// The proxy serialises calls on one connection; a pump needs no lock of its own.
+/// The proxy serialises calls on one connection; a pump needs no lock of its own. A pump may also offer
+/// `transfer(source_fd, sink_fd, TransferHint)`; the proxy then calls that one, telling it when the
+/// source's FIN is already queued (both relays here use it to send the last bytes with the FIN).
 template <class R>
 concept Relay = std::copy_constructible<R> && std::movable<typename R::pump_type> &&
     requires(const R& relay, typename R::pump_type& pump, int fd) {

@@ -35,4 +35,12 @@ struct PumpStep {
   PumpStatus status = PumpStatus::want_read;
 };
 
+/// What the proxy knows that a pump cannot see; pumps may take it as transfer's third argument.
+struct TransferHint {
+  /// The source's FIN is already queued behind its bytes (epoll reported EPOLLRDHUP): what a read that
+  /// drains the source returns is the last of it, so it may be written with MSG_MORE, to leave in one
+  /// segment with the FIN that the proxy sends right after (HAProxy does the same).
+  bool source_ending = false;
+};
+
 }  // namespace podproxy

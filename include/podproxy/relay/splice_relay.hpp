@@ -50,20 +50,20 @@ class SpliceRelay {
     Pump& operator=(const Pump&) = delete;
     ~Pump() { discard(); }
 
-    PumpStep transfer(int source, int sink) {
+    PumpStep transfer(int source, int sink, TransferHint hint = {}) {
       PumpStep step;
       if (!bulk_ && !copying_) {
         // Splicing a few bytes costs more than copying them (pipe buffers, page references), so a burst
         // starts with one read into a small buffer; only a read that fills it goes on by splice.
         bool filled = false;
-        step = copy_.probe(source, sink, filled);
+        step = copy_.probe(source, sink, filled, hint);
         if (!filled) return step;
         bulk_ = true;
       }
       for (;;) {
         if (copying_) {
           // This burst is copied; once the copy pump is empty again the next burst may splice.
-          const PumpStep copied = copy_.transfer(source, sink);
+          const PumpStep copied = copy_.transfer(source, sink, hint);
           step.delivered += copied.delivered;
           if (copied.status == PumpStatus::want_read && can_splice_) copying_ = false;
           step.status = copied.status;

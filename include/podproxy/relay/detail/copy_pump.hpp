@@ -83,15 +83,17 @@ class CopyPump {
   /// Moves bytes until the source would block (or ended, or failed), the sink would block, or the budget
   /// is spent. A read shorter than the buffer is taken to have drained the source: the proxy's wait
   /// re-arms readiness (EPOLL_CTL_MOD), so bytes or a FIN that are still queued are reported at once.
-  PumpStep transfer(int source, int sink) {
+  PumpStep transfer(int source, int sink, TransferHint hint = {}) {
     bool filled = false;
-    return run(source, sink, /*probe=*/false, filled);
+    return run(source, sink, /*probe=*/false, filled, hint);
   }
 
   /// Like transfer, but returns as soon as a read filled the whole buffer and was written out (`filled`
   /// is then true and the status is `yield`): more is likely queued, and the caller may move it by a
   /// cheaper path (splice). Small messages are copied, bulk is left to the caller.
-  PumpStep probe(int source, int sink, bool& filled) { return run(source, sink, /*probe=*/true, filled); }
+  PumpStep probe(int source, int sink, bool& filled, TransferHint hint = {}) {
+    return run(source, sink, /*probe=*/true, filled, hint);
+  }
 
   /// Drops held bytes and gives the buffer back.
   void discard() noexcept {
@@ -103,12 +105,15 @@ class CopyPump {
   [[nodiscard]] bool holding() const noexcept { return begin_ < end_; }
 
  private:
-  PumpStep run(int source, int sink, bool probe, bool& filled) {
+  PumpStep run(int source, int sink, bool probe, bool& filled, TransferHint hint) {
     PumpStep step;
     filled = false;
     for (;;) {
       if (begin_ < end_) {
-        const ssize_t w = ::send(sink, buffer_.get() + begin_, end_ - begin_, MSG_NOSIGNAL | MSG_DONTWAIT);
+        // The last bytes before a FIN that is already queued: hold them for the FIN's segment (the proxy
+        // shuts down or closes the sink as soon as this direction reads the FIN, which flushes them).
+        const int more = hint.source_ending && last_read_ == LastRead::short_read ? MSG_MORE : 0;
+        const ssize_t w = ::send(sink, buffer_.get() + begin_, end_ - begin_, MSG_NOSIGNAL | MSG_DONTWAIT | more);
         if (w > 0) {
           begin_ += static_cast<std::size_t>(w);
           step.delivered += static_cast<std::size_t>(w);
