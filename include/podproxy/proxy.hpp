@@ -126,21 +126,24 @@ class Proxy {
   /// `on_stopped` (if any) once the last connection is gone. Any thread; later calls do nothing.
   void stop(std::chrono::steady_clock::duration drain, std::function<void()> on_stopped = {}) {
     if (stopping_.exchange(true)) return;
-    // One handler does it all: posting the close and the drain separately would let a one-thread
-    // io_context run out of work between the two, return from run(), and never start the drain.
+    // The drain timer is armed in the same handler that starts closing: posted separately, a one-thread
+    // io_context could run out of work between the two, return from run(), and never start the drain.
     asio::post(control_, [this, drain, on_stopped = std::move(on_stopped)]() mutable {
-      asio::post(acceptor_.get_executor(), [this] {
-        accepting_ = false;
-        accept_backoff_.cancel();
-        if (listener_slot_ != no_slot) pollers_.front()->detach(std::exchange(listener_slot_, no_slot));
-        acceptor_.close();
-      });
       on_stopped_ = std::move(on_stopped);
       drain_timer_.expires_after(drain);
       drain_timer_.async_wait([this](std::error_code ec) {
         if (!ec) cut_all();
       });
-      maybe_stopped();
+      // Connections are only ever taken on the acceptor's executor: once it has stopped accepting, the
+      // count of connections can only fall, and "none left" means done.
+      asio::post(acceptor_.get_executor(), [this] {
+        accepting_ = false;
+        accept_backoff_.cancel();
+        if (listener_slot_ != no_slot) pollers_.front()->detach(std::exchange(listener_slot_, no_slot));
+        acceptor_.close();
+        accept_closed_.store(true);
+        asio::post(control_, [this] { maybe_stopped(); });
+      });
     });
   }
 
@@ -537,8 +540,10 @@ class Proxy {
 
   /// The listener could not join the poller's set (out of memory): accept through Asio's reactor instead.
   void start_accept_loop() {
-    asio::co_spawn(acceptor_.get_executor(),
-                   acceptor_.run([this](AcceptedConnection&& connection) { spawn(std::move(connection)); }),
+    asio::co_spawn(acceptor_.get_executor(), acceptor_.run([this](AcceptedConnection&& connection) {
+      if (accepting_) return spawn(std::move(connection));
+      connection.socket.abort();  // taken between stop() and the listener's close: refused
+    }),
                    asio::detached);
   }
 
@@ -679,7 +684,7 @@ class Proxy {
 
   /// On the control strand: once stopping and no connection is left, end the drain and tell the owner.
   void maybe_stopped() {
-    if (!stopping_.load() || active_.load(std::memory_order_acquire) != 0 || stopped_) return;
+    if (!accept_closed_.load() || active_.load(std::memory_order_acquire) != 0 || stopped_) return;
     stopped_ = true;
     drain_timer_.cancel();
     sweep_timer_.cancel();
@@ -709,6 +714,7 @@ class Proxy {
   std::atomic<std::size_t> active_{0};
   std::atomic<bool> stopping_{false};
   std::atomic<bool> drain_passed_{false};
+  std::atomic<bool> accept_closed_{false};  // set once stop() has stopped accepting
   bool stopped_ = false;  // control strand only
   std::function<void()> on_stopped_;  // control strand only
 };
