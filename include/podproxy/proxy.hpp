@@ -189,7 +189,8 @@ class Proxy {
   class Session final : public detail::RegistryHook, public detail::PollTarget {
    public:
     Session(Proxy& proxy, detail::EventPoller& poller, AcceptedConnection&& connection)
-        : proxy_(proxy),
+        : PollTarget(&Session::events_for),
+          proxy_(proxy),
           poller_(poller),
           sockets_{std::move(connection.socket), NativeSocket()},
           pumps_{proxy.relay_.make_pump(), proxy.relay_.make_pump()},
@@ -271,9 +272,10 @@ class Proxy {
     }
 
     /// From the poller: socket `which` (0 the client's, 1 the upstream's) reported `events`.
-    void on_events(int which, std::uint32_t events) noexcept override {
-      const Ref self(this);  // ending the connection must not free it under this call
-      guard([&] { handle(which, events); });
+    static void events_for(detail::PollTarget& target, int which, std::uint32_t events) noexcept {
+      auto& session = static_cast<Session&>(target);
+      const Ref self(&session);  // ending the connection must not free it under this call
+      session.guard([&] { session.handle(which, events); });
     }
 
    private:
@@ -509,8 +511,10 @@ class Proxy {
 
   /// The listener's entry in the first poller: readable means connections are queued.
   struct ListenerTarget final : detail::PollTarget {
-    explicit ListenerTarget(Proxy& proxy) noexcept : proxy_(proxy) {}
-    void on_events(int /*which*/, std::uint32_t /*events*/) noexcept override { proxy_.accept_ready(); }
+    explicit ListenerTarget(Proxy& proxy) noexcept : PollTarget(&ListenerTarget::ready), proxy_(proxy) {}
+    static void ready(detail::PollTarget& target, int /*which*/, std::uint32_t /*events*/) noexcept {
+      static_cast<ListenerTarget&>(target).proxy_.accept_ready();
+    }
     Proxy& proxy_;
   };
 

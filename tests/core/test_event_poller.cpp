@@ -20,7 +20,10 @@ struct Recorder final : detail::PollTarget {
     std::uint32_t events;
   };
   std::vector<Event> seen;
-  void on_events(int which, std::uint32_t events) noexcept override { seen.push_back({which, events}); }
+  Recorder() noexcept : PollTarget(&Recorder::record) {}
+  static void record(detail::PollTarget& target, int which, std::uint32_t events) noexcept {
+    static_cast<Recorder&>(target).seen.push_back({which, events});
+  }
   [[nodiscard]] bool saw(int which, std::uint32_t mask) const {
     for (const auto& e : seen) {
       if (e.which == which && (e.events & mask) == mask) return true;
