@@ -15,8 +15,7 @@
 namespace podproxy::detail {
 
 /// What a watched socket reports to: `which` is the index the socket was watched with. A function pointer
-/// rather than a virtual function: no vtable, and no dynamic-type check in sanitizer builds on the hot path
-/// (UBSan's vptr check itself needs a descriptor, which an EMFILE storm may leave it without).
+/// rather than a virtual function: no vtable and no indirect call through one on the hot path.
 class PollTarget {
  public:
   using Handler = void (*)(PollTarget& target, int which, std::uint32_t events) noexcept;
