@@ -6,7 +6,10 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <linux/sockios.h>
 #include <malloc.h>
+#include <netinet/in.h>
+#include <sys/ioctl.h>
 
 #include <algorithm>
 #include <atomic>
@@ -390,4 +393,131 @@ TEST_CASE("relay: a splice connection borrows pipes only while bytes flow, and a
   CHECK(stats.discarded == 0);
   CHECK(stats.pipe_capacity >= 64 * 1024);
   CHECK(proxy.proxy().active() == 3);
+}
+
+namespace {
+
+/// A connected loopback TCP pair as raw descriptors: `near` (the test's end, blocking) and `far` (the end a
+/// pump uses, non-blocking). `far_rcvbuf`, when set, is the far end's receive buffer (set before connect,
+/// so the window is scaled for it).
+struct RawPair {
+  NativeSocket near;
+  NativeSocket far;
+  explicit RawPair(int far_rcvbuf = 0, int far_sndbuf = 0) {
+    NativeSocket listener(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(listener.native_handle() >= 0);
+    if (far_rcvbuf > 0) {
+      REQUIRE(::setsockopt(listener.native_handle(), SOL_SOCKET, SO_RCVBUF, &far_rcvbuf, sizeof far_rcvbuf) == 0);
+    }
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    REQUIRE(::bind(listener.native_handle(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    REQUIRE(::listen(listener.native_handle(), 1) == 0);
+    REQUIRE(::getsockname(listener.native_handle(), reinterpret_cast<sockaddr*>(&address), &length) == 0);
+    near = NativeSocket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    REQUIRE(::connect(near.native_handle(), reinterpret_cast<sockaddr*>(&address), sizeof address) == 0);
+    far = NativeSocket(::accept4(listener.native_handle(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC));
+    REQUIRE(far.native_handle() >= 0);
+    if (far_sndbuf > 0) {
+      REQUIRE(::setsockopt(far.native_handle(), SOL_SOCKET, SO_SNDBUF, &far_sndbuf, sizeof far_sndbuf) == 0);
+    }
+  }
+};
+
+/// Bytes waiting in the socket's receive queue (-1 if the ioctl fails).
+int unread_bytes(const NativeSocket& s) {
+  int n = -1;
+  return ::ioctl(s.native_handle(), FIONREAD, &n) == 0 ? n : -1;
+}
+
+/// Bytes in the socket's send queue, sent or not, not yet acknowledged (-1 if the ioctl fails).
+int unsent_bytes(const NativeSocket& s) {
+  int n = -1;
+  return ::ioctl(s.native_handle(), SIOCOUTQ, &n) == 0 ? n : -1;
+}
+
+}  // namespace
+
+TEST_CASE("relay: a splice pump whose sink is full fills its pipe's free room from the source, and no more",
+          "[relay][splice]") {
+  auto pool = std::make_shared<PipePool>(PipePoolOptions{.pipe_size = 1024 * 1024, .max_pipes = 1});
+  SpliceRelay relay(pool);
+  auto pump = relay.make_pump();
+  // The source: the test writes `source.near`, the pump reads `source.far`. The sink: the pump writes
+  // `sink.far` (small send buffer); the test does not read `sink.near` (small receive buffer) until the
+  // end, so the sink is soon full.
+  RawPair source;
+  RawPair sink(16 * 1024, 16 * 1024);
+  const std::size_t first = 512 * 1024;
+  const std::size_t total = first + 2 * 1024 * 1024;
+  std::string sent(total, '\0');
+  for (std::size_t i = 0; i < total; ++i) sent[i] = static_cast<char>('a' + (i * 7) % 26);
+
+  std::size_t written = 0;    // accepted by source.near
+  std::size_t delivered = 0;  // written by the pump into the sink
+  PumpStep step;
+  // One round: the test sends what source.near takes (up to `limit`), waits until it reached source.far,
+  // and the pump runs once.
+  const auto round = [&](std::size_t limit) {
+    if (written < limit) {
+      const ssize_t n = ::send(source.near.native_handle(), sent.data() + written, limit - written, MSG_DONTWAIT);
+      if (n > 0) written += static_cast<std::size_t>(n);
+    }
+    (void)eventually([&] { return unsent_bytes(source.near) == 0; }, 50ms);
+    step = pump.transfer(source.far.native_handle(), sink.far.native_handle());
+    delivered += step.delivered;
+  };
+
+  // The sink fills up, and the pump goes on taking what the source sends into its pipe's room.
+  for (int i = 0; i < 200; ++i) {
+    round(first);
+    if (written == first && unsent_bytes(source.near) == 0 && unread_bytes(source.far) == 0) break;
+  }
+  CHECK(step.status == PumpStatus::want_write);
+  CHECK(written == first);
+  CHECK(unread_bytes(source.far) == 0);  // all of it left the source's receive queue...
+  CHECK(pump.held() == first - delivered);  // ...and waits in the pipe: the sink took little
+  CHECK(pump.held() > first / 2);
+  CHECK(pool->stats().lent == 1);
+
+  // Bounded: once the pipe is full, what the source sends waits in the source's socket.
+  for (int i = 0; i < 40; ++i) {
+    round(total);
+    REQUIRE(pump.held() <= pool->stats().pipe_capacity);
+  }
+  CHECK(step.status == PumpStatus::want_write);
+  CHECK(unread_bytes(source.far) > 0);
+  CHECK(pump.held() + delivered < written);
+
+  // The sink reads again and the source ends: every byte arrives, in order, then the FIN.
+  std::string received;
+  received.reserve(total);
+  char block[65536];
+  const auto read_sink = [&] {
+    for (ssize_t n; (n = ::recv(sink.near.native_handle(), block, sizeof block, MSG_DONTWAIT)) > 0;) {
+      received.append(block, static_cast<std::size_t>(n));
+    }
+  };
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  bool shut = false;
+  while (step.status != PumpStatus::fin && std::chrono::steady_clock::now() < deadline) {
+    const std::size_t before = received.size();
+    read_sink();
+    if (received.size() == before) std::this_thread::sleep_for(1ms);
+    round(total);
+    if (written == total && !shut) {
+      REQUIRE(::shutdown(source.near.native_handle(), SHUT_WR) == 0);
+      shut = true;
+    }
+    REQUIRE(step.status != PumpStatus::source_failed);
+    REQUIRE(step.status != PumpStatus::sink_failed);
+  }
+  REQUIRE(step.status == PumpStatus::fin);
+  read_sink();
+  CHECK(delivered == total);
+  REQUIRE(received.size() == total);
+  CHECK(received == sent);
+  CHECK(pool->stats().lent == 0);
 }

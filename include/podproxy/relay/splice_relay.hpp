@@ -34,7 +34,8 @@ struct SpliceRelayOptions {
 /// from then on.
 ///
 /// Memory per connection is bounded by two pipes (or two copy buffers) whatever the peers do: a direction
-/// never reads more until what it holds was written.
+/// reads no more than its pipe's free room while the sink is full, and a copying one reads nothing more
+/// until what it holds was written.
 ///
 /// splice(2) into a socket whose peer has gone raises SIGPIPE and takes no MSG_NOSIGNAL, so constructing a
 /// SpliceRelay sets SIGPIPE to SIG_IGN if it is at its default disposition (a handler you installed is
@@ -80,7 +81,12 @@ class SpliceRelay {
           }
           const int error = m < 0 ? errno : EPIPE;
           if (error == EINTR) continue;
-          if (error == EAGAIN) return finish(step, PumpStatus::want_write);
+          if (error == EAGAIN) {
+            // The sink is full. Fill the rest of the pipe from the source meanwhile: the source's
+            // receive window reopens now rather than when the sink drains, and the next write is larger.
+            if (!top_up(source)) return finish(step, PumpStatus::source_failed);
+            return finish(step, PumpStatus::want_write);
+          }
           discard();
           return finish(step, PumpStatus::sink_failed);
         }
@@ -132,6 +138,9 @@ class SpliceRelay {
       copy_.discard();
     }
 
+    /// Bytes read from the source and not yet written to the sink (in the pipe or the copy buffer).
+    [[nodiscard]] std::size_t held() const noexcept { return in_pipe_ + copy_.held(); }
+
     /// Whether this direction gave up on splice(2) for good (EINVAL/ENOSYS, or no pool).
     [[nodiscard]] bool copies_only() const noexcept { return !can_splice_; }
 
@@ -141,6 +150,27 @@ class SpliceRelay {
         : pool_(pool), copy_(options.copy_buffer_size, options.budget), budget_(options.budget),
           bulk_threshold_(options.copy_buffer_size), can_splice_(pool != nullptr) {}
 
+    /// Splices what the source has into the pipe's free room (the pipe already holds bytes for a full
+    /// sink). False when reading the source failed (its error is consumed by the read: report it now).
+    /// A FIN is left where it is: the read after the pipe drained sees it again.
+    bool top_up(int source) noexcept {
+      const auto& pipe = lease_.pipe();
+      if (in_pipe_ + top_up_min > pipe.capacity()) return true;
+      for (;;) {
+        const ssize_t n = ::splice(source, nullptr, pipe.write_end(), nullptr, pipe.capacity() - in_pipe_,
+                                   SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        if (n > 0) {
+          in_pipe_ += static_cast<std::size_t>(n);
+          burst_ += static_cast<std::size_t>(n);
+          return true;
+        }
+        if (n == 0 || errno == EAGAIN) return true;  // EAGAIN: the source is empty, or the pipe's slots full
+        if (errno == EINTR) continue;
+        discard();
+        return false;
+      }
+    }
+
     static PumpStep finish(PumpStep step, PumpStatus status) noexcept {
       step.status = status;
       return step;
@@ -149,6 +179,7 @@ class SpliceRelay {
     PipePool* pool_;
     PipePool::Lease lease_;
     detail::CopyPump copy_;
+    static constexpr std::size_t top_up_min = 64 * 1024;  // smaller room is not worth a syscall
     std::size_t in_pipe_ = 0;
     std::size_t burst_ = 0;  // bytes spliced since the last want_read
     std::size_t budget_;

@@ -104,6 +104,9 @@ class CopyPump {
   /// Whether bytes are waiting for the sink.
   [[nodiscard]] bool holding() const noexcept { return begin_ < end_; }
 
+  /// Bytes read from the source and not yet written to the sink.
+  [[nodiscard]] std::size_t held() const noexcept { return end_ - begin_; }
+
  private:
   PumpStep run(int source, int sink, bool probe, bool& filled, TransferHint hint) {
     PumpStep step;
