@@ -521,3 +521,30 @@ TEST_CASE("relay: a splice pump whose sink is full fills its pipe's free room fr
   CHECK(received == sent);
   CHECK(pool->stats().lent == 0);
 }
+
+TEST_CASE("relay: a splice pump whose sink is full reports a reset of its source at once", "[relay][splice]") {
+  auto pool = std::make_shared<PipePool>(PipePoolOptions{.pipe_size = 1024 * 1024, .max_pipes = 1});
+  SpliceRelay relay(pool);
+  auto pump = relay.make_pump();
+  RawPair source;
+  RawPair sink(16 * 1024, 16 * 1024);
+  // The source sends until the sink is full and the pump's pipe holds bytes for it.
+  const std::string chunk(256 * 1024, 'r');
+  PumpStep step;
+  for (int i = 0; i < 100 && !(step.status == PumpStatus::want_write && pump.held() > 0); ++i) {
+    (void)::send(source.near.native_handle(), chunk.data(), chunk.size(), MSG_DONTWAIT);
+    (void)eventually([&] { return unsent_bytes(source.near) == 0; }, 50ms);
+    step = pump.transfer(source.far.native_handle(), sink.far.native_handle());
+  }
+  REQUIRE(step.status == PumpStatus::want_write);
+  REQUIRE(pump.held() > 0);
+  // The source resets (SO_LINGER 0): the pump does not wait for the sink to drain to say so.
+  source.near.abort();
+  REQUIRE(eventually([&] {
+    step = pump.transfer(source.far.native_handle(), sink.far.native_handle());
+    return step.status != PumpStatus::want_write;
+  }, 2s));
+  CHECK(step.status == PumpStatus::source_failed);
+  CHECK(pump.held() == 0);  // what it held is dropped with the connection
+  CHECK(pool->stats().lent == 0);
+}
