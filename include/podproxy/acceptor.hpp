@@ -126,31 +126,15 @@ class Acceptor {
     using asio::experimental::as_tuple;
     asio::steady_timer backoff(strand_);
     for (;;) {
-      switch (accept_some(on_connection)) {
-        case AcceptStatus::closed: co_return;
-        case AcceptStatus::overloaded: {
-          backoff.expires_after(options_.overload_backoff);
-          auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
-          (void)wait_ec;
-          continue;
-        }
-        case AcceptStatus::more:     // Asio re-arms the listener with EPOLL_CTL_MOD, which reports it at
-        case AcceptStatus::drained:  // once when connections are still queued, after queued handlers ran
-          break;
-      }
-      if (!waiter_.is_open()) {
-        // Asio waits on a duplicate, so that only this loop, not the listener itself, is in its reactor.
-        const int duplicate = ::fcntl(listener_.native_handle(), F_DUPFD_CLOEXEC, 0);
-        std::error_code ec;
-        if (duplicate >= 0) waiter_.assign(duplicate, ec);
-        if (duplicate < 0 || ec) {
-          if (duplicate >= 0) ::close(duplicate);
-          overloads_->fetch_add(1, std::memory_order_relaxed);
-          backoff.expires_after(options_.overload_backoff);
-          auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
-          (void)wait_ec;
-          continue;
-        }
+      const AcceptStatus status = accept_some(on_connection);
+      if (status == AcceptStatus::closed) co_return;
+      // After `more` or `drained` the loop waits for the listener: Asio re-arms it with EPOLL_CTL_MOD,
+      // which reports it at once when connections are still queued, after queued handlers ran.
+      if (status == AcceptStatus::overloaded || !open_waiter()) {
+        backoff.expires_after(options_.overload_backoff);
+        auto [wait_ec] = co_await backoff.async_wait(as_tuple(asio::use_awaitable));
+        (void)wait_ec;
+        continue;
       }
       auto [ec] = co_await waiter_.async_wait(asio::posix::descriptor_base::wait_read, as_tuple(asio::use_awaitable));
       if (ec == asio::error::operation_aborted || !listener_.is_open()) co_return;
@@ -208,6 +192,19 @@ class Acceptor {
   }
 
  private:
+  /// run() only: Asio waits on a duplicate of the listener, so that only run()'s loop, not the listener
+  /// itself, is in its reactor. False (counted as an overload) when no descriptor is left for it.
+  bool open_waiter() {
+    if (waiter_.is_open()) return true;
+    const int duplicate = ::fcntl(listener_.native_handle(), F_DUPFD_CLOEXEC, 0);
+    std::error_code ec;
+    if (duplicate >= 0) waiter_.assign(duplicate, ec);
+    if (duplicate >= 0 && !ec) return true;
+    if (duplicate >= 0) ::close(duplicate);
+    overloads_->fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+
   void open() {
     const auto& ep = options_.endpoint;
     const auto fail = [&](std::error_code ec, const char* what) {
