@@ -49,7 +49,7 @@ void echo(tcp::socket& s) {
   char block[4096];
   for (;;) {
     std::error_code ec;
-    const auto n = s.read_some(asio::buffer(block), ec);
+    const auto n = read_some_within(s, asio::buffer(block), ec);
     if (ec) return;
     asio::write(s, asio::buffer(block, n), ec);
     if (ec) return;
@@ -149,7 +149,7 @@ TEMPLATE_TEST_CASE("relay: a RST from the client becomes a RST to the server", "
   std::promise<std::error_code> server_saw;
   Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
     char byte;
-    asio::read(s, asio::buffer(&byte, 1));
+    read_within(s, asio::buffer(&byte, 1));
     server_saw.set_value(read_to_end(s).second);
   });
   Records records;
@@ -250,7 +250,7 @@ TEMPLATE_TEST_CASE("relay: a connection idle for the idle timeout is closed, and
   for (int i = 0; i < 25; ++i) {
     asio::write(busy, asio::buffer("b", 1));
     char echo;
-    asio::read(busy, asio::buffer(&echo, 1));
+    read_within(busy, asio::buffer(&echo, 1));
     std::this_thread::sleep_for(100ms);
   }
   CHECK(proxy.stats().idle_timeout == 0);
@@ -373,7 +373,7 @@ TEST_CASE("relay: a splice connection borrows pipes only while bytes flow, and a
   const auto exchange = [&](tcp::socket& client, std::size_t size, char fill) {
     asio::write(client, asio::buffer(std::string(size, fill)));
     std::string echo(size, '\0');
-    asio::read(client, asio::buffer(echo));
+    read_within(client, asio::buffer(echo));
     CHECK(echo == std::string(size, fill));
   };
   for (int i = 0; i < 3; ++i) {

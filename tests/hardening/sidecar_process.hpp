@@ -154,7 +154,7 @@ inline tcp::socket echo_once(asio::io_context& io, const tcp::endpoint& to, cons
   set_timeouts(s, limit);
   asio::write(s, asio::buffer("E" + text));
   std::string back(text.size(), '\0');
-  asio::read(s, asio::buffer(back));
+  read_within(s, asio::buffer(back), limit);
   if (back != text) throw std::runtime_error("echo mismatch");
   return s;
 }

@@ -34,7 +34,7 @@ void echo(tcp::socket& s) {
   std::vector<char> block(64 * 1024);
   for (;;) {
     std::error_code ec;
-    const auto n = s.read_some(asio::buffer(block), ec);
+    const auto n = read_some_within(s, asio::buffer(block), ec);
     if (ec == asio::error::eof) break;
     if (ec) throw std::system_error(ec, "echo");
     asio::write(s, asio::buffer(block.data(), n));
@@ -53,10 +53,10 @@ TEMPLATE_TEST_CASE("faults: an upstream that resets mid-transfer resets its clie
   // The first byte says what the upstream does: 'R' resets after 256 KiB, 'E' echoes.
   Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
     char command = 0;
-    asio::read(s, asio::buffer(&command, 1));
+    read_within(s, asio::buffer(&command, 1));
     if (command == 'R') {
       std::vector<char> sink(256 * 1024);
-      asio::read(s, asio::buffer(sink));
+      read_within(s, asio::buffer(sink));
       abort_connection(s);
       return;
     }
@@ -188,7 +188,7 @@ TEMPLATE_TEST_CASE("faults: clients that vanish mid-transfer leave no descriptor
         asio::io_context io;
         auto c = connect_client(io, proxy.endpoint());
         std::vector<std::uint8_t> block(1 << 20);
-        asio::read(c, asio::buffer(block));
+        read_within(c, asio::buffer(block));
         bool intact = true;
         for (std::size_t i = 0; i < block.size(); ++i) intact = intact && block[i] == pattern_byte(7, i);
         if (intact) ++read_some;
@@ -221,7 +221,7 @@ TEMPLATE_TEST_CASE("faults: clients that vanish mid-transfer leave no descriptor
   asio::io_context io;
   auto again = connect_client(io, proxy.endpoint());
   std::vector<std::uint8_t> block(64 * 1024);
-  asio::read(again, asio::buffer(block));
+  read_within(again, asio::buffer(block));
   CHECK(block[block.size() - 1] == pattern_byte(7, block.size() - 1));
   abort_connection(again);
 }
@@ -264,7 +264,7 @@ TEMPLATE_TEST_CASE("faults: an upstream process SIGKILLed mid-transfer resets it
   std::vector<std::uint8_t> in(256 * 1024);
   std::error_code ec;
   while (received < (16ULL << 20)) {
-    const auto n = client.read_some(asio::buffer(in), ec);
+    const auto n = read_some_within(client, asio::buffer(in), ec);
     if (ec) break;
     for (std::size_t i = 0; i < n; ++i) intact = intact && in[i] == block[(received + i) % block.size()];
     received += n;
@@ -273,7 +273,7 @@ TEMPLATE_TEST_CASE("faults: an upstream process SIGKILLed mid-transfer resets it
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
   for (;;) {
-    const auto n = client.read_some(asio::buffer(in), ec);
+    const auto n = read_some_within(client, asio::buffer(in), ec);
     if (ec) break;
     for (std::size_t i = 0; i < n; ++i) intact = intact && in[i] == block[(received + i) % block.size()];
     received += n;

@@ -11,6 +11,7 @@
 #include <asio/read.hpp>
 #include <asio/write.hpp>
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 
@@ -61,11 +62,51 @@ inline Checksum expected_checksum(std::uint64_t seed, std::uint64_t size) {
   return c;
 }
 
-/// Blocking socket timeouts so a stuck peer fails the test instead of hanging it.
+/// Blocking socket timeouts for the test's own recv(2) and send(2) calls. Asio's synchronous reads and
+/// writes do not honour them (after the EAGAIN a timeout returns, Asio polls with no limit): read with
+/// read_some_within and read_within, which do.
 inline void set_timeouts(tcp::socket& socket, std::chrono::seconds limit = 60s) {
   timeval tv{static_cast<time_t>(limit.count()), 0};
   ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
   ::setsockopt(socket.native_handle(), SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+}
+
+/// Like `socket.read_some(buffer, ec)`, but a read that finds nothing for `limit` fails with timed_out
+/// instead of hanging the test: a stalled transfer is reported, with what had arrived.
+inline std::size_t read_some_within(tcp::socket& socket, asio::mutable_buffer buffer, std::error_code& ec,
+                                    std::chrono::milliseconds limit = 60s) {
+  ec.clear();
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  for (;;) {
+    const ssize_t n = ::recv(socket.native_handle(), buffer.data(), buffer.size(), MSG_DONTWAIT);
+    if (n > 0) return static_cast<std::size_t>(n);
+    if (n == 0) {
+      ec = asio::error::eof;
+      return 0;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      ec.assign(errno, asio::error::get_system_category());
+      return 0;
+    }
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    pollfd p{socket.native_handle(), POLLIN, 0};
+    if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) == 0) {
+      ec = asio::error::timed_out;
+      return 0;
+    }
+  }
+}
+
+/// Like `asio::read(socket, buffer)` (throws on error or EOF before the buffer is full), bounded as
+/// read_some_within is for each read.
+inline void read_within(tcp::socket& socket, asio::mutable_buffer buffer, std::chrono::milliseconds limit = 60s) {
+  auto* data = static_cast<std::uint8_t*>(buffer.data());
+  for (std::size_t done = 0; done < buffer.size();) {
+    std::error_code ec;
+    done += read_some_within(socket, asio::buffer(data + done, buffer.size() - done), ec, limit);
+    if (ec) throw std::system_error(ec, "read_within");
+  }
 }
 
 /// Sends `size` bytes of pattern `seed`; throws on error.
@@ -85,7 +126,7 @@ inline Checksum receive_all(tcp::socket& socket) {
   std::vector<std::uint8_t> block(256 * 1024);
   for (;;) {
     std::error_code ec;
-    const auto n = socket.read_some(asio::buffer(block), ec);
+    const auto n = read_some_within(socket, asio::buffer(block), ec);
     if (ec == asio::error::eof) return c;
     if (ec) throw std::system_error(ec, "receive_all");
     c.add(block.data(), n);
@@ -98,7 +139,7 @@ inline std::pair<std::string, std::error_code> read_to_end(tcp::socket& socket) 
   char block[4096];
   for (;;) {
     std::error_code ec;
-    const auto n = socket.read_some(asio::buffer(block), ec);
+    const auto n = read_some_within(socket, asio::buffer(block), ec);
     text.append(block, n);
     if (ec == asio::error::eof) return {text, {}};
     if (ec) return {text, ec};
