@@ -397,21 +397,15 @@ class Proxy {
     }
 
     /// Moves what direction `d` (source socket d, sink socket 1 - d) can move now, then notes what it
-    /// waits for. Readiness is edge-triggered: a direction waits only after its pump saw EAGAIN, or a
-    /// read shorter than its buffer (bytes arriving after that read raise a new edge), and a FIN that
-    /// epoll reported with the bytes (EPOLLRDHUP) is read at once instead of waited for.
+    /// waits for. Readiness is edge-triggered: a direction waits for its source only after its pump saw
+    /// EAGAIN there (concepts::Relay), so no byte or FIN is left queued without an edge to come.
     void run(int d) {
-      bool fin_read = false;
       for (;;) {
         if (!relaying() || wait_[d] == Wait::finished) return;
         const PumpStep step = transfer(d);
         if (step.delivered > 0) delivered(d, step.delivered);
         switch (step.status) {
           case PumpStatus::want_read:
-            if ((ready_[d] & peer_closed) && !fin_read) {
-              fin_read = true;
-              continue;
-            }
             ready_[d] &= static_cast<std::uint8_t>(~readable);
             wait_[d] = Wait::read;
             return;

@@ -13,7 +13,10 @@ namespace podproxy::concepts {
 /// readable or the sink writable (and once, speculatively, when the relay starts). Both descriptors are
 /// connected, non-blocking stream sockets that the proxy owns: a pump never closes, shuts down or waits
 /// on them. It moves what it can without blocking and returns a PumpStep:
-/// - `want_read` only when it holds no byte, so an idle direction holds nothing pooled;
+/// - `want_read` only when the source said EAGAIN and the pump holds no byte: readiness is edge-triggered,
+///   so a pump that stops after a short read may wait for an edge that never comes (seen on Linux 6.18:
+///   bytes still queued after a short read, and no event for them), and an idle direction holds nothing
+///   pooled;
 /// - `want_write` when it holds bytes the sink would not take (memory stays bounded by what it holds);
 /// - `yield` after its budget, so one busy connection cannot starve the others on its thread;
 /// - `fin`, `source_failed`, `sink_failed` end the direction: the proxy half-closes or resets.

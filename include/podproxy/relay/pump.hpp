@@ -9,7 +9,7 @@ namespace podproxy {
 
 /// What a pump needs before it can make progress again, or how its direction ended.
 enum class PumpStatus : std::uint8_t {
-  want_read,      ///< the source has nothing more now; the pump holds no byte (and no pipe or buffer)
+  want_read,      ///< the source said EAGAIN; the pump holds no byte (and no pipe or buffer)
   want_write,     ///< the sink takes nothing more now; the pump holds bytes for it
   yield,          ///< the pump moved its budget; call it again after other connections had a turn
   fin,            ///< the source sent a FIN and every byte before it was delivered

@@ -81,8 +81,10 @@ class CopyPump {
   ~CopyPump() { discard(); }
 
   /// Moves bytes until the source would block (or ended, or failed), the sink would block, or the budget
-  /// is spent. A read shorter than the buffer is taken to have drained the source: the proxy's wait
-  /// re-arms readiness (EPOLL_CTL_MOD), so bytes or a FIN that are still queued are reported at once.
+  /// is spent. `want_read` means recv(2) said EAGAIN, never merely that a read came back short: the
+  /// proxy's readiness is edge-triggered, and a short read does not prove the source drained (on Linux
+  /// 6.18 bytes sat in the receive queue after a short read with no event for them, and the transfer
+  /// stalled for good; tests/core/test_proxy.cpp reproduces it).
   PumpStep transfer(int source, int sink, TransferHint hint = {}) {
     bool filled = false;
     return run(source, sink, /*probe=*/false, filled, hint);
@@ -128,10 +130,6 @@ class CopyPump {
         return finish(step, PumpStatus::sink_failed);
       }
       // The buffer is empty.
-      if (last_read_ == LastRead::short_read) {
-        release();
-        return finish(step, PumpStatus::want_read);
-      }
       if (probe && last_read_ == LastRead::full) {
         last_read_ = LastRead::none;
         filled = true;
