@@ -5,11 +5,10 @@
 #include "sidecar_process.hpp"
 
 #include <malloc.h>
-#include <signal.h>
-#include <sys/wait.h>
 
 #include <atomic>
 #include <latch>
+#include <limits>
 #include <type_traits>
 
 using namespace podproxy;
@@ -228,29 +227,13 @@ TEMPLATE_TEST_CASE("faults: clients that vanish mid-transfer leave no descriptor
 
 TEMPLATE_TEST_CASE("faults: an upstream process SIGKILLed mid-transfer resets its client and the proxy serves on",
                    "[faults]", SpliceRelay, BufferedRelay) {
-  // The upstream is a child process, so that the kernel, not a clean close, ends its socket. It never reads
-  // what it is sent: unread bytes at its death make the kernel send a RST.
+  // The upstream is a child process that never reads what it is sent: unread bytes at its death make the
+  // kernel send a RST.
   asio::io_context io;
   tcp::acceptor listener(io, {asio::ip::address_v4::loopback(), 0});
   std::vector<std::uint8_t> block(64 * 1024);
   for (std::size_t i = 0; i < block.size(); ++i) block[i] = pattern_byte(11, i);
-  const pid_t child = ::fork();
-  REQUIRE(child >= 0);
-  if (child == 0) {
-    // Only async-signal-safe calls here (the parent has threads).
-    const int fd = ::accept(listener.native_handle(), nullptr, nullptr);
-    if (fd < 0) ::_exit(1);
-    for (;;) {
-      if (::write(fd, block.data(), block.size()) < 0) ::_exit(2);
-    }
-  }
-  struct Reaper {
-    pid_t pid;
-    ~Reaper() {
-      ::kill(pid, SIGKILL);
-      ::waitpid(pid, nullptr, 0);
-    }
-  } reaper{child};
+  WritingProcess upstream(listener, block);
 
   Records records;
   RunningProxy<FixedPolicy, TestType> proxy(to(listener.local_endpoint()), TestType{},
@@ -259,27 +242,12 @@ TEMPLATE_TEST_CASE("faults: an upstream process SIGKILLed mid-transfer resets it
   // Bytes the child will never read (so that its death is a RST), all written before it dies: the kernel
   // reports a RST to one call only, and it must be the reader's.
   send_pattern(client, 12, 64 * 1024);
-  std::uint64_t received = 0;
-  bool intact = true;
-  std::vector<std::uint8_t> in(256 * 1024);
-  std::error_code ec;
-  while (received < (16ULL << 20)) {
-    const auto n = read_some_within(client, asio::buffer(in), ec);
-    if (ec) break;
-    for (std::size_t i = 0; i < n; ++i) intact = intact && in[i] == block[(received + i) % block.size()];
-    received += n;
-  }
-  REQUIRE_FALSE(ec);
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
-  for (;;) {
-    const auto n = read_some_within(client, asio::buffer(in), ec);
-    if (ec) break;
-    for (std::size_t i = 0; i < n; ++i) intact = intact && in[i] == block[(received + i) % block.size()];
-    received += n;
-  }
-  INFO("bytes received before the reset: " << received);
-  CHECK(intact);
+  RepeatedBlockReader reader(block);
+  REQUIRE_FALSE(reader.read(client, 16ULL << 20));
+  upstream.kill();
+  const std::error_code ec = reader.read(client, std::numeric_limits<std::uint64_t>::max());
+  INFO("bytes received before the reset: " << reader.received());
+  CHECK(reader.intact());
   CHECK(ec == asio::error::connection_reset);
   const auto done = records.wait(1);
   REQUIRE(done.size() == 1);

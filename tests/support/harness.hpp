@@ -12,8 +12,11 @@
 #include <asio/write.hpp>
 
 #include <poll.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 #include <condition_variable>
@@ -151,6 +154,68 @@ inline void abort_connection(tcp::socket& socket) {
   socket.set_option(asio::socket_base::linger(true, 0));
   socket.close();
 }
+
+/// An upstream in another process: accepts one connection on `listener` and writes `block` to it over and
+/// over, never reading, until it is killed (by kill() or the destructor). Another process, as upstreams
+/// are, so that the kernel, not a clean close, ends its socket: bytes sent to it and unread at its death
+/// make that end a RST.
+class WritingProcess {
+ public:
+  WritingProcess(tcp::acceptor& listener, const std::vector<std::uint8_t>& block) : pid_(::fork()) {
+    if (pid_ < 0) throw std::system_error(errno, std::system_category(), "fork");
+    if (pid_ == 0) {
+      // Only async-signal-safe calls here (the parent has threads).
+      const int fd = ::accept(listener.native_handle(), nullptr, nullptr);
+      if (fd < 0) ::_exit(1);
+      for (;;) {
+        if (::write(fd, block.data(), block.size()) < 0) ::_exit(2);
+      }
+    }
+  }
+  WritingProcess(const WritingProcess&) = delete;
+  WritingProcess& operator=(const WritingProcess&) = delete;
+  ~WritingProcess() { kill(); }
+
+  /// SIGKILL, and waits until it is gone.
+  void kill() noexcept {
+    if (pid_ <= 0) return;
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+
+ private:
+  pid_t pid_;
+};
+
+/// Reads a stream that repeats `block` (as WritingProcess sends it) and checks every byte.
+class RepeatedBlockReader {
+ public:
+  explicit RepeatedBlockReader(const std::vector<std::uint8_t>& block) : block_(block), in_(256 * 1024) {}
+
+  /// Reads until `until` bytes arrived in all, or an error (EOF included) that it returns; a read that
+  /// waits longer than `limit` fails with timed_out.
+  std::error_code read(tcp::socket& socket, std::uint64_t until, std::chrono::milliseconds limit = 60s) {
+    std::error_code ec;
+    while (received_ < until) {
+      const auto n = read_some_within(socket, asio::buffer(in_), ec, limit);
+      for (std::size_t i = 0; i < n; ++i) intact_ = intact_ && in_[i] == block_[(received_ + i) % block_.size()];
+      received_ += n;
+      if (ec) break;
+    }
+    return ec;
+  }
+
+  [[nodiscard]] std::uint64_t received() const noexcept { return received_; }
+  /// Whether every byte read so far was the right one.
+  [[nodiscard]] bool intact() const noexcept { return intact_; }
+
+ private:
+  const std::vector<std::uint8_t>& block_;
+  std::vector<std::uint8_t> in_;
+  std::uint64_t received_ = 0;
+  bool intact_ = true;
+};
 
 /// A blocking listener whose connections are served one thread each by `serve(socket)`.
 class Upstream {
