@@ -1,4 +1,5 @@
-// Every relay through the same behaviour: integrity, half-close, resets, timeouts, slow readers, load.
+// Every relay through the same behaviour: integrity, half-close, resets, timeouts, slow readers, load;
+// the splice pump's own paths: a full sink, a refused splice(2).
 #include "harness.hpp"
 
 #include <asio/co_spawn.hpp>
@@ -6,14 +7,22 @@
 #include <asio/experimental/as_tuple.hpp>
 #include <asio/use_awaitable.hpp>
 
+#include <fcntl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <linux/sockios.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
 
 #include <algorithm>
 #include <atomic>
+#include <cstddef>
 #include <fstream>
+#include <iterator>
 
 using namespace podproxy;
 using namespace podproxy::test;
@@ -547,4 +556,101 @@ TEST_CASE("relay: a splice pump whose sink is full reports a reset of its source
   CHECK(step.status == PumpStatus::source_failed);
   CHECK(pump.held() == 0);  // what it held is dropped with the connection
   CHECK(pool->stats().lent == 0);
+}
+
+namespace {
+
+/// Makes splice(2) fail with `error` in the calling thread only (a seccomp filter, as a container's profile
+/// may do); threads it starts inherit it. Returns false where the filter cannot be installed.
+bool refuse_splice_in_this_thread(int error) {
+#if defined(__x86_64__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_X86_64;
+#elif defined(__aarch64__)
+  constexpr std::uint32_t arch = AUDIT_ARCH_AARCH64;
+#else
+  return false;
+#endif
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, arch)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, arch, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_splice, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (static_cast<std::uint32_t>(error) & SECCOMP_RET_DATA)),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+  // Both are per thread: the thread's end takes them away.
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 && ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("relay: where splice(2) is refused (ENOSYS or EINVAL), the splice pump copies instead and loses nothing",
+          "[relay][splice]") {
+  const int refusal = GENERATE(ENOSYS, EINVAL);
+  auto pool = std::make_shared<PipePool>();
+  SpliceRelay relay(pool);
+  RawPair source;
+  RawPair sink;
+  constexpr std::size_t total = 4 * 1024 * 1024;  // bulk: a splice pump would splice it
+  std::string sent(total, '\0');
+  for (std::size_t i = 0; i < total; ++i) sent[i] = static_cast<char>(pattern_byte(17, i));
+
+  // Everything runs in a thread of its own, the only one whose splice(2) calls fail; Catch's assertions
+  // stay on this thread.
+  bool filtered = false;
+  int probe_errno = 0;
+  PumpStep step;
+  std::size_t delivered = 0;
+  std::string received;
+  std::thread([&] {
+    filtered = refuse_splice_in_this_thread(refusal);
+    if (!filtered) return;
+    int probe[2];
+    if (::pipe(probe) == 0) {  // the filter works: splice(2) itself is refused here
+      if (::splice(source.far.native_handle(), nullptr, probe[1], nullptr, 4096, SPLICE_F_NONBLOCK) < 0) probe_errno = errno;
+      ::close(probe[0]);
+      ::close(probe[1]);
+    }
+    auto pump = relay.make_pump();
+    std::size_t written = 0;
+    bool shut = false;
+    char block[65536];
+    const auto deadline = std::chrono::steady_clock::now() + 20s;
+    while (step.status != PumpStatus::fin && std::chrono::steady_clock::now() < deadline) {
+      bool moved = false;
+      if (written < total) {
+        const ssize_t n = ::send(source.near.native_handle(), sent.data() + written, total - written, MSG_DONTWAIT);
+        if (n > 0) written += static_cast<std::size_t>(n), moved = true;
+      } else if (!shut) {
+        shut = ::shutdown(source.near.native_handle(), SHUT_WR) == 0;
+      }
+      step = pump.transfer(source.far.native_handle(), sink.far.native_handle());
+      delivered += step.delivered;
+      if (step.status == PumpStatus::source_failed || step.status == PumpStatus::sink_failed) return;
+      for (ssize_t n; (n = ::recv(sink.near.native_handle(), block, sizeof block, MSG_DONTWAIT)) > 0;) {
+        received.append(block, static_cast<std::size_t>(n));
+        moved = true;
+      }
+      if (!moved && step.delivered == 0) std::this_thread::sleep_for(1ms);
+    }
+    // What the pump delivered may still be on its way to sink.near.
+    while (received.size() < delivered && std::chrono::steady_clock::now() < deadline) {
+      const ssize_t n = ::recv(sink.near.native_handle(), block, sizeof block, MSG_DONTWAIT);
+      if (n > 0) {
+        received.append(block, static_cast<std::size_t>(n));
+      } else {
+        std::this_thread::sleep_for(1ms);
+      }
+    }
+  }).join();
+
+  REQUIRE(filtered);
+  REQUIRE(probe_errno == refusal);
+  CHECK(to_string(step.status) == "fin");
+  CHECK(delivered == total);
+  REQUIRE(received.size() == total);
+  CHECK(received == sent);
+  CHECK(pool->stats().lent == 0);  // the pipe it took before the refusal went back
 }
