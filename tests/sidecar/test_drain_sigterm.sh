@@ -14,7 +14,7 @@ slow_server() {
 }
 
 slow_server 8081 "$WORK/go"
-start_sidecar "$POD" "$WORK/drain" --drain-timeout 60s
+start_sidecar "$POD" "$WORK/drain" --drain-timeout 60s --threads 2
 wait_listen "$POD" 8081
 (timeout 30 ip netns exec "$CLIENT" ncat --recv-only "$POD_IP" 8081 >"$WORK/client.out" 2>&1) &
 CLIENT_JOB=$!

@@ -14,7 +14,7 @@ serve_pong "$POD" "$POD_IP" 8081
 serve_pong "$POD" 127.0.0.1 8080
 last_server_peer() { sed -n 's/^Ncat: Connection from \([0-9.]*\):.*/\1/p' "$WORK/server-$1.log" | tail -n 1; }
 
-start_sidecar "$POD" "$WORK/tproxy" --mode tproxy
+start_sidecar "$POD" "$WORK/tproxy" --mode tproxy --threads 2
 expect_eq "tproxy: the sidecar runs as uid" "$(ps -o uid= -p "$SIDECAR_PID" | tr -d ' ')" "$PROXY_UID"
 grep -q "^CapEff:[[:space:]]*0000000000001000$" "/proc/$SIDECAR_PID/status" || fail "CapEff: $(grep CapEff "/proc/$SIDECAR_PID/status")"
 pass "tproxy: only CAP_NET_ADMIN is left"
