@@ -6,9 +6,10 @@
 // SO_REUSEPORT listeners, so the kernel spreads new connections over the threads and a connection stays on
 // the thread that accepted it: no strand, no lock, no hop between threads on the relay's path. The proxies
 // of a listener share one ProxyStats (atomic counters) and every proxy one PipePool. The admin and health
-// servers and the signals run on the first thread. One io_context run by several threads with a strand per
-// connection (the design before) moved 4 iperf3 streams at 0.60 of direct against 0.65 for this one, at
-// 0.25 against 0.22 proxy CPU-s/GB (2 threads, 3 alternating rounds).
+// servers and the signals run on the first thread. Against one io_context run by all the threads with a
+// strand per connection (the design before), --threads 2, iperf3 through the capture rules (bench/sidecar_ab):
+// 1 stream 14.5-15.1 Gb/s against 12.5-13.2, 4 streams 15.9-17.0 against 13.4-15.7, at 0.25-0.33 CPU-s/GB
+// against 0.34-0.37.
 #include "access_log.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
