@@ -622,7 +622,10 @@ TEST_CASE("relay: where splice(2) is refused (ENOSYS or EINVAL), the splice pump
       bool moved = false;
       if (written < total) {
         const ssize_t n = ::send(source.near.native_handle(), sent.data() + written, total - written, MSG_DONTWAIT);
-        if (n > 0) written += static_cast<std::size_t>(n), moved = true;
+        if (n > 0) {
+          written += static_cast<std::size_t>(n);
+          moved = true;
+        }
       } else if (!shut) {
         shut = ::shutdown(source.near.native_handle(), SHUT_WR) == 0;
       }
