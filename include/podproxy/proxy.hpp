@@ -50,6 +50,12 @@ struct ProxyOptions {
   /// Called once per finished connection, on that connection's poller (so possibly from several threads
   /// at once). Must not block.
   std::function<void(const ConnectionRecord&)> on_complete{};
+  /// After a wake-up that handled events, pause this long and look again before blocking (one pause per
+  /// wake-up, none when idle): what arrives meanwhile is taken in the same batch, and the processes that
+  /// sent it need not wake the proxy's thread. It costs a connection at most this much latency and buys
+  /// fewer cross-CPU wake-ups under load (bench/README.md, "Batch pause"). Zero disables; at most 1 ms.
+  std::chrono::microseconds batch_pause{15};
+  static constexpr std::chrono::microseconds max_batch_pause = detail::EventPoller::max_pause;
   /// Counters to update; shared by several proxies when they serve one port from several threads. Null:
   /// the proxy makes its own.
   std::shared_ptr<ProxyStats> stats{};
@@ -88,7 +94,7 @@ class Proxy {
         drain_timer_(control_),
         sweep_timer_(control_),
         sweep_period_(sweep_period(options_)),
-        pollers_(make_pollers(acceptor_)) {}
+        pollers_(make_pollers(acceptor_, options_.batch_pause)) {}
 
   Proxy(const Proxy&) = delete;
   Proxy& operator=(const Proxy&) = delete;
@@ -547,7 +553,8 @@ class Proxy {
 
   /// One poller on the acceptor's io_context when one thread runs it; with strands per connection (several
   /// threads), one per hardware thread, each on a strand of its own, connections spread over them.
-  static std::vector<std::unique_ptr<detail::EventPoller>> make_pollers(const AcceptorT& acceptor) {
+  static std::vector<std::unique_ptr<detail::EventPoller>> make_pollers(const AcceptorT& acceptor,
+                                                                         std::chrono::microseconds pause) {
     bool strands = true;
     if constexpr (requires { acceptor.options().strand_per_connection; }) {
       strands = acceptor.options().strand_per_connection;
@@ -555,10 +562,10 @@ class Proxy {
     // The first runs on the acceptor's executor (its strand, or the executor itself), so that it can
     // watch the listener and accept; the others on strands of their own.
     std::vector<std::unique_ptr<detail::EventPoller>> pollers;
-    pollers.push_back(std::make_unique<detail::EventPoller>(acceptor.get_executor()));
+    pollers.push_back(std::make_unique<detail::EventPoller>(acceptor.get_executor(), pause));
     const std::size_t count = strands ? std::max(1u, std::thread::hardware_concurrency()) : 1;
     for (std::size_t i = 1; i < count; ++i) {
-      pollers.push_back(std::make_unique<detail::EventPoller>(asio::make_strand(acceptor.context_executor())));
+      pollers.push_back(std::make_unique<detail::EventPoller>(asio::make_strand(acceptor.context_executor()), pause));
     }
     return pollers;
   }

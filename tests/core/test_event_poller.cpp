@@ -5,7 +5,10 @@
 
 #include <sys/epoll.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
 
+#include <functional>
+#include <stdexcept>
 #include <vector>
 
 using namespace podproxy;
@@ -130,4 +133,110 @@ TEST_CASE("event poller: stop() leaves the io_context with no work, so run() ret
   io.run_for(5s);
   CHECK(std::chrono::steady_clock::now() - started < 4s);
   CHECK(io.stopped());
+}
+
+namespace {
+
+/// Calls `on` with each event and the poller's wake-up count at that moment.
+struct Hook final : detail::PollTarget {
+  std::function<void(int which, std::uint32_t events)> on;
+  Hook() noexcept : PollTarget(&Hook::call) {}
+  static void call(detail::PollTarget& target, int which, std::uint32_t events) noexcept {
+    static_cast<Hook&>(target).on(which, events);
+  }
+};
+
+/// The wake-up in which a first event (bytes on `pair`) was handled, and the one in which the expiry of a
+/// timer armed by that event's handler was, with `pause` and the timer `after` the first event.
+struct Wakeups {
+  std::uint64_t first = 0;
+  std::uint64_t second = 0;
+  std::uint64_t pauses = 0;
+  std::uint64_t total = 0;
+};
+
+Wakeups timer_after_event(std::chrono::microseconds pause, std::chrono::microseconds after) {
+  Pair pair;
+  asio::io_context io;
+  detail::EventPoller poller(io.get_executor(), pause);
+  const NativeSocket timer(::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC));
+  REQUIRE(timer.native_handle() >= 0);
+  Wakeups seen;
+  Hook bytes;
+  Hook expiry;
+  bool armed = false;
+  bytes.on = [&](int, std::uint32_t events) {
+    if (!(events & EPOLLIN) || armed) return;
+    armed = true;
+    seen.first = poller.wakeups();
+    itimerspec spec{};
+    spec.it_value.tv_sec = static_cast<time_t>(after.count() / 1000000);
+    spec.it_value.tv_nsec = static_cast<long>(after.count() % 1000000) * 1000L;
+    (void)::timerfd_settime(timer.native_handle(), 0, &spec, nullptr);
+  };
+  expiry.on = [&](int, std::uint32_t events) {
+    if ((events & EPOLLIN) && seen.second == 0) seen.second = poller.wakeups();
+  };
+  REQUIRE_FALSE(poller.watch(pair.server.native_handle(), poller.attach(&bytes), 0));
+  REQUIRE_FALSE(poller.watch(timer.native_handle(), poller.attach(&expiry), 0));
+  poller.start();
+  asio::write(pair.client, asio::buffer("ping", 4));
+  REQUIRE(run_until(io, [&] { return seen.second != 0; }));
+  seen.pauses = poller.pauses();
+  seen.total = poller.wakeups();
+  return seen;
+}
+
+}  // namespace
+
+TEST_CASE("event poller: after a wake-up that handled events it pauses once and takes what came meanwhile",
+          "[poller]") {
+  // The timer expires 200 us after the first event's handler armed it, inside the 1 ms pause that follows
+  // that handler: the same wake-up handles it, after exactly one pause per wake-up at most.
+  const Wakeups paused = timer_after_event(1000us, 200us);
+  CHECK(paused.second == paused.first);
+  CHECK(paused.pauses >= 1);
+  CHECK(paused.pauses <= paused.total);
+
+  // Without the pause the poller goes back to the io_context as soon as its set is empty, and the expiry
+  // (50 ms later) needs a wake-up of its own.
+  const Wakeups blocking = timer_after_event(0us, 50ms);
+  CHECK(blocking.second > blocking.first);
+  CHECK(blocking.pauses == 0);
+}
+
+TEST_CASE("event poller: a socket registered while a batch is handled reports in the same wake-up",
+          "[poller]") {
+  Pair first;
+  Pair second;
+  asio::io_context io;
+  detail::EventPoller poller(io.get_executor());  // no pause: only the look after a registration
+  std::uint64_t registered_in = 0;
+  std::uint64_t reported_in = 0;
+  Hook late;
+  late.on = [&](int, std::uint32_t events) {
+    if ((events & EPOLLIN) && reported_in == 0) reported_in = poller.wakeups();
+  };
+  const auto late_slot = poller.attach(&late);
+  Hook trigger;
+  trigger.on = [&](int, std::uint32_t events) {
+    if (!(events & EPOLLIN) || registered_in != 0) return;
+    registered_in = poller.wakeups();
+    // Bytes are already queued on the second pair: its registration reports them at once.
+    if (poller.watch(second.server.native_handle(), late_slot, 1)) registered_in = ~std::uint64_t{0};
+  };
+  REQUIRE_FALSE(poller.watch(first.server.native_handle(), poller.attach(&trigger), 0));
+  asio::write(second.client, asio::buffer("queued", 6));
+  poller.start();
+  asio::write(first.client, asio::buffer("go", 2));
+  REQUIRE(run_until(io, [&] { return reported_in != 0; }));
+  REQUIRE(registered_in != ~std::uint64_t{0});
+  CHECK(reported_in == registered_in);
+}
+
+TEST_CASE("event poller: a pause outside 0 to 1 ms is refused", "[poller]") {
+  asio::io_context io;
+  CHECK_THROWS_AS(detail::EventPoller(io.get_executor(), 1001us), std::invalid_argument);
+  CHECK_THROWS_AS(detail::EventPoller(io.get_executor(), -1us), std::invalid_argument);
+  CHECK_NOTHROW(detail::EventPoller(io.get_executor(), 1000us));
 }

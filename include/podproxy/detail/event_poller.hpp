@@ -4,10 +4,13 @@
 #include <asio/posix/stream_descriptor.hpp>
 
 #include <sys/epoll.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdint>
+#include <stdexcept>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -37,6 +40,13 @@ class PollTarget {
 /// to `batch` events per epoll_wait and calls each target inline. So everything that uses one poller runs
 /// on its executor, one handler at a time (a strand, or an io_context run by one thread).
 ///
+/// After a wake-up that handled events and found the set empty, the poller can pause (a timerfd, so no
+/// timer slack stretches it) and look once more before it lets the io_context block. While the thread
+/// is not waiting in epoll, a peer that sends to one of its sockets only queues an event; it does not
+/// have to wake the thread (try_to_wake_up, an IPI to an idle CPU), which costs the sending process
+/// several microseconds each time. One pause per wake-up at most, and none when a wake-up found nothing,
+/// so an idle proxy still just blocks.
+///
 /// Events name a slot and its generation, never a pointer: a target detaches its slot before it is
 /// destroyed, and an event still queued for it (the same batch, or a descriptor kept alive by a fork) is
 /// recognised as stale and dropped.
@@ -45,11 +55,24 @@ class PollTarget {
 class EventPoller {
  public:
   static constexpr int batch = 64;
-  /// epoll_wait calls per wake-up before other handlers get a turn (the rest is reported again at once).
+  /// Batches handled per wake-up before other handlers get a turn (the rest is reported again at once).
   static constexpr int rounds = 4;
 
-  explicit EventPoller(asio::any_io_executor executor)
-      : executor_(std::move(executor)), descriptor_(executor_, open_epoll()) {}
+  /// Longest `pause` accepted.
+  static constexpr std::chrono::microseconds max_pause{1000};
+
+  /// `pause`: see above; zero returns to the io_context as soon as the set is empty. Throws
+  /// std::invalid_argument when it is negative or above `max_pause`, std::system_error when the
+  /// descriptors cannot be made.
+  explicit EventPoller(asio::any_io_executor executor, std::chrono::microseconds pause = {})
+      : executor_(std::move(executor)),
+        descriptor_(executor_, open_epoll()),
+        pause_(checked(pause)),
+        timer_(pause_ > std::chrono::microseconds::zero() ? open_timer() : -1) {}
+
+  ~EventPoller() {
+    if (timer_ >= 0) ::close(timer_);
+  }
 
   EventPoller(const EventPoller&) = delete;
   EventPoller& operator=(const EventPoller&) = delete;
@@ -102,11 +125,16 @@ class EventPoller {
     if (::epoll_ctl(descriptor_.native_handle(), EPOLL_CTL_ADD, fd, &event) != 0) {
       return {errno, std::system_category()};
     }
+    watched_ = true;
     return {};
   }
 
   /// Slots in use.
   [[nodiscard]] std::size_t attached() const noexcept { return slots_.size() - free_.size(); }
+
+  /// Times the io_context woke the poller, and times it paused (on the executor, like everything else).
+  [[nodiscard]] std::uint64_t wakeups() const noexcept { return wakeups_; }
+  [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_; }
 
  private:
   struct Slot {
@@ -120,6 +148,32 @@ class EventPoller {
     return fd;
   }
 
+  static int open_timer() {
+    const int fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC);
+    if (fd < 0) throw std::system_error(errno, std::system_category(), "timerfd_create");
+    return fd;
+  }
+
+  static std::chrono::microseconds checked(std::chrono::microseconds pause) {
+    if (pause < std::chrono::microseconds::zero() || pause > max_pause) {
+      throw std::invalid_argument("event poller pause must be between 0 and 1000 microseconds");
+    }
+    return pause;
+  }
+
+  /// Sleeps for the pause: a blocking read of the armed timerfd (a signal may end it early). False when
+  /// there is no pause or the timer cannot be armed.
+  bool pause() noexcept {
+    if (timer_ < 0) return false;
+    itimerspec spec{};
+    spec.it_value.tv_nsec = std::chrono::duration_cast<std::chrono::nanoseconds>(pause_).count();
+    if (::timerfd_settime(timer_, 0, &spec, nullptr) != 0) return false;
+    std::uint64_t expirations = 0;
+    (void)!::read(timer_, &expirations, sizeof expirations);
+    ++pauses_;
+    return true;
+  }
+
   void arm() {
     // Asio re-arms the set's descriptor with EPOLL_CTL_MOD, which reports it again at once if events are
     // still queued in it: nothing is lost when a wake-up stops after `rounds`.
@@ -131,22 +185,39 @@ class EventPoller {
   }
 
   void dispatch() noexcept {
+    ++wakeups_;
     epoll_event events[batch];
-    for (int round = 0; round < rounds; ++round) {
+    bool paused = false;
+    int left = rounds;
+    while (left > 0) {
+      watched_ = false;
       const int n = ::epoll_wait(descriptor_.native_handle(), events, batch, 0);
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) return;
-      for (int i = 0; i < n; ++i) {
-        const std::uint64_t key = events[i].data.u64;
-        const auto slot = static_cast<std::uint32_t>((key & 0xffffffffu) >> 1);
-        const auto generation = static_cast<std::uint32_t>(key >> 32);
-        if (slot >= slots_.size()) continue;
-        // A target may attach others (and so grow slots_) while it handles its events: copy, don't refer.
-        const Slot s = slots_[slot];
-        if (s.target == nullptr || s.generation != generation) continue;  // stale: its target is gone
-        s.target->on_events(static_cast<int>(key & 1), events[i].events);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR && --left > 0) continue;
+        // Empty (or failing): after events were handled, pause once and look again.
+        if (left == rounds || paused || !pause()) return;
+        paused = true;
+        continue;
       }
-      if (n < batch) return;
+      --left;
+      deliver(events, n);
+      // A full batch may have more behind it, and a socket just registered reports its state at once:
+      // look again now. Otherwise once more, then (unless paused already) after the pause.
+      if (n == batch || watched_) continue;
+      if (paused || timer_ < 0) return;
+    }
+  }
+
+  void deliver(const epoll_event* events, int n) noexcept {
+    for (int i = 0; i < n; ++i) {
+      const std::uint64_t key = events[i].data.u64;
+      const auto slot = static_cast<std::uint32_t>((key & 0xffffffffu) >> 1);
+      const auto generation = static_cast<std::uint32_t>(key >> 32);
+      if (slot >= slots_.size()) continue;
+      // A target may attach others (and so grow slots_) while it handles its events: copy, don't refer.
+      const Slot s = slots_[slot];
+      if (s.target == nullptr || s.generation != generation) continue;  // stale: its target is gone
+      s.target->on_events(static_cast<int>(key & 1), events[i].events);
     }
   }
 
@@ -154,7 +225,12 @@ class EventPoller {
   asio::posix::stream_descriptor descriptor_;
   std::vector<Slot> slots_;
   std::vector<std::uint32_t> free_;
+  std::chrono::microseconds pause_;
+  int timer_;
+  std::uint64_t wakeups_ = 0;
+  std::uint64_t pauses_ = 0;
   bool running_ = false;
+  bool watched_ = false;  // a socket was registered since the last epoll_wait
 };
 
 }  // namespace podproxy::detail
