@@ -58,6 +58,7 @@ struct RunFlags {
   std::string idle_timeout = "1h";
   std::string drain_timeout = "5s";
   std::string threads = "1";
+  std::string batch_pause_us = std::to_string(podproxy::ProxyOptions{}.batch_pause.count());
   std::string uid = "1337";
   std::string gid = "1337";
   std::string mark;
@@ -77,6 +78,7 @@ struct Settings {
   std::uint16_t inbound_port = 0, outbound_port = 0, admin_port = 0, health_port = 0;
   std::chrono::milliseconds connect_timeout{}, idle_timeout{}, drain_timeout{};
   unsigned threads = 1;
+  std::chrono::microseconds batch_pause{};
   std::uint32_t uid = 0, gid = 0;
   std::optional<std::uint32_t> mark;
   std::uint32_t tproxy_mark = 0;
@@ -125,6 +127,9 @@ Settings resolve(const RunFlags& f) {
   s.idle_timeout = parse_duration("--idle-timeout", f.idle_timeout);
   s.drain_timeout = parse_duration("--drain-timeout", f.drain_timeout);
   s.threads = static_cast<unsigned>(parse_number("--threads", f.threads, 1, 256));
+  s.batch_pause = std::chrono::microseconds(
+      parse_number("--batch-pause-us", f.batch_pause_us, 0,
+                   static_cast<std::uint64_t>(podproxy::ProxyOptions::max_batch_pause.count())));
   s.uid = parse_id("--uid", f.uid);
   s.gid = parse_id("--gid", f.gid);
   if (!f.mark.empty()) s.mark = parse_mark("--mark", f.mark);
@@ -203,12 +208,14 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
                                                .upstream_mark = s.tproxy ? std::optional(s.tproxy_mark) : s.mark,
                                                .own_endpoints = own_endpoints(s, s.inbound_port),
                                                .on_complete = access_logger("inbound"),
+                                               .batch_pause = s.batch_pause,
                                                .stats = inbound_stats};
   const podproxy::ProxyOptions outbound_options{.connect_timeout = s.connect_timeout,
                                                 .idle_timeout = s.idle_timeout,
                                                 .upstream_mark = s.mark,
                                                 .own_endpoints = own_endpoints(s, s.outbound_port),
                                                 .on_complete = access_logger("outbound"),
+                                                .batch_pause = s.batch_pause,
                                                 .stats = outbound_stats};
 
   // Bind everything first (as root, if we are), so that a port in use or a missing privilege fails here,
@@ -430,6 +437,9 @@ void add_run_command(CLI::App& app) {
   run_cmd->add_option("--idle-timeout", flags->idle_timeout, "close a connection idle this long; 0 disables")->type_name("DURATION")->capture_default_str();
   run_cmd->add_option("--drain-timeout", flags->drain_timeout, "on SIGTERM, how long in-flight connections may finish")->type_name("DURATION")->capture_default_str();
   run_cmd->add_option("--threads", flags->threads, "threads, each with its own io_context and SO_REUSEPORT listeners (1-256)")->type_name("N")->capture_default_str();
+  run_cmd->add_option("--batch-pause-us", flags->batch_pause_us,
+                      "after a wake-up that handled events, pause this long (0-1000 us) and look again before blocking; 0 disables")
+      ->type_name("US")->capture_default_str();
   run_cmd->add_option("--uid", flags->uid, "after binding, become this uid (init's --proxy-uid); the current uid keeps it")->type_name("UID")->capture_default_str();
   run_cmd->add_option("--gid", flags->gid, "after binding, become this gid (init's --proxy-gid)")->type_name("GID")->capture_default_str();
   run_cmd->add_option("--mark", flags->mark, "SO_MARK on upstream sockets (init's --proxy-mark); keeps CAP_NET_ADMIN")->type_name("MARK");
