@@ -288,6 +288,9 @@ class Proxy {
     ~Session() = default;
     friend class Proxy;
 
+    /// A step that moved this much is part of a bulk transfer (HAProxy's buffer size).
+    static constexpr std::size_t bulk_step = 16 * 1024;
+
     // What is known of a socket since its last EAGAIN (edge-triggered readiness).
     static constexpr std::uint8_t readable = 1;
     static constexpr std::uint8_t writable = 2;
@@ -455,6 +458,7 @@ class Proxy {
 
     void delivered(int d, std::size_t n) noexcept {
       touch();
+      if (n >= bulk_step) poller_.no_pause();  // a bulk stream's reader waits for more: no batch pause
       if (d == 0) {
         record_.bytes_from_downstream += n;
         proxy_.stats_->downstream_cx_rx_bytes_total.fetch_add(n, std::memory_order_relaxed);

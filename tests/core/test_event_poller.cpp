@@ -155,7 +155,7 @@ struct Wakeups {
   std::uint64_t total = 0;
 };
 
-Wakeups timer_after_event(std::chrono::microseconds pause, std::chrono::microseconds after) {
+Wakeups timer_after_event(std::chrono::microseconds pause, std::chrono::microseconds after, bool bulk = false) {
   Pair pair;
   asio::io_context io;
   detail::EventPoller poller(io.get_executor(), pause);
@@ -169,6 +169,7 @@ Wakeups timer_after_event(std::chrono::microseconds pause, std::chrono::microsec
     if (!(events & EPOLLIN) || armed) return;
     armed = true;
     seen.first = poller.wakeups();
+    if (bulk) poller.no_pause();
     itimerspec spec{};
     spec.it_value.tv_sec = static_cast<time_t>(after.count() / 1000000);
     spec.it_value.tv_nsec = static_cast<long>(after.count() % 1000000) * 1000L;
@@ -203,6 +204,12 @@ TEST_CASE("event poller: after a wake-up that handled events it pauses once and 
   const Wakeups blocking = timer_after_event(0us, 50ms);
   CHECK(blocking.second > blocking.first);
   CHECK(blocking.pauses == 0);
+
+  // A target that moved bulk asks that wake-up not to pause: the expiry (5 ms later, well past the
+  // 1 ms pause) comes in a wake-up of its own.
+  const Wakeups bulk = timer_after_event(1000us, 5ms, /*bulk=*/true);
+  CHECK(bulk.second > bulk.first);
+  CHECK(bulk.pauses < bulk.total);
 }
 
 TEST_CASE("event poller: a socket registered while a batch is handled reports in the same wake-up",

@@ -45,7 +45,8 @@ class PollTarget {
 /// is not waiting in epoll, a peer that sends to one of its sockets only queues an event; it does not
 /// have to wake the thread (try_to_wake_up, an IPI to an idle CPU), which costs the sending process
 /// several microseconds each time. One pause per wake-up at most, and none when a wake-up found nothing,
-/// so an idle proxy still just blocks.
+/// so an idle proxy still just blocks. A target that moved a bulk transfer calls `no_pause()`: the reader
+/// it feeds would run dry during the pause (one iperf3 stream: 0.67 of direct with the pause, 0.76 without).
 ///
 /// Events name a slot and its generation, never a pointer: a target detaches its slot before it is
 /// destroyed, and an event still queued for it (the same batch, or a descriptor kept alive by a fork) is
@@ -132,6 +133,9 @@ class EventPoller {
   /// Slots in use.
   [[nodiscard]] std::size_t attached() const noexcept { return slots_.size() - free_.size(); }
 
+  /// This wake-up does not pause (from a target's handler: it moved bulk, and its sink's reader waits).
+  void no_pause() noexcept { no_pause_ = true; }
+
   /// Times the io_context woke the poller, and times it paused (on the executor, like everything else).
   [[nodiscard]] std::uint64_t wakeups() const noexcept { return wakeups_; }
   [[nodiscard]] std::uint64_t pauses() const noexcept { return pauses_; }
@@ -186,6 +190,7 @@ class EventPoller {
 
   void dispatch() noexcept {
     ++wakeups_;
+    no_pause_ = false;
     epoll_event events[batch];
     bool paused = false;
     int left = rounds;
@@ -195,7 +200,7 @@ class EventPoller {
       if (n <= 0) {
         if (n < 0 && errno == EINTR && --left > 0) continue;
         // Empty (or failing): after events were handled, pause once and look again.
-        if (left == rounds || paused || !pause()) return;
+        if (left == rounds || paused || no_pause_ || !pause()) return;
         paused = true;
         continue;
       }
@@ -204,7 +209,7 @@ class EventPoller {
       // A full batch may have more behind it, and a socket just registered reports its state at once:
       // look again now. Otherwise once more, then (unless paused already) after the pause.
       if (n == batch || watched_) continue;
-      if (paused || timer_ < 0) return;
+      if (paused || no_pause_ || timer_ < 0) return;
     }
   }
 
@@ -230,7 +235,8 @@ class EventPoller {
   std::uint64_t wakeups_ = 0;
   std::uint64_t pauses_ = 0;
   bool running_ = false;
-  bool watched_ = false;  // a socket was registered since the last epoll_wait
+  bool watched_ = false;   // a socket was registered since the last epoll_wait
+  bool no_pause_ = false;  // a target asked this wake-up not to pause
 };
 
 }  // namespace podproxy::detail
