@@ -218,106 +218,197 @@ def fmt(x, digits=2):
     return "-" if x is None else f"{x:.{digits}f}"
 
 
+def median(values):
+    values = sorted(values)
+    n = len(values)
+    if n == 0:
+        return None
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+
+
+def summary(values):
+    """Median, lowest, highest and count of the values that were measured (None: failed or missing)."""
+    values = [v for v in values if v is not None]
+    if not values:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": median(values), "min": min(values), "max": max(values), "n": len(values)}
+
+
+def fmt_summary(s, digits=2):
+    if s["median"] is None:
+        return "-"
+    if s["n"] == 1 or fmt(s["min"], digits) == fmt(s["max"], digits):
+        return fmt(s["median"], digits)
+    return f"{fmt(s['median'], digits)} ({fmt(s['min'], digits)}-{fmt(s['max'], digits)})"
+
+
+METRICS = ("tput1", "tput4", "cpu_per_gb", "conn_rate", "ka_rate", "ka_p99", "ka_p99_us")
+
+# Issue 5's goals for podproxy-splice against HAProxy: (title, metric, how the per-round ratio passes).
+GOALS = [
+    ("1-stream throughput >= 1.2x HAProxy", "tput1", lambda r: r >= 1.2),
+    ("proxy CPU-s per GB <= 0.6x HAProxy's", "cpu_per_gb", lambda r: r <= 0.6),
+    ("short-connection rate >= 1.0x HAProxy", "conn_rate", lambda r: r >= 1.0),
+    ("keep-alive request rate >= 1.0x HAProxy", "ka_rate", lambda r: r >= 1.0),
+    ("keep-alive p99 (x direct) no worse than HAProxy's", "ka_p99", lambda r: r <= 1.0),
+]
+
+
 def report(args):
-    rows = {}
+    runs = {}  # proxy -> test -> round -> record
     with open(args.results) as f:
         for line in f:
             r = json.loads(line)
-            rows.setdefault(r["proxy"], {})[r["test"]] = r
-    proxies = [p for p in ORDER if p in rows]
+            runs.setdefault(r["proxy"], {}).setdefault(r["test"], {})[r.get("round", 1)] = r
+    proxies = [p for p in ORDER if p in runs]
+    rounds = sorted({n for tests in runs.values() for by_round in tests.values() for n in by_round})
 
-    def ratio(proxy, test, key):
-        r = rows.get(proxy, {}).get(test)
+    def record(proxy, test, rnd):
+        return runs.get(proxy, {}).get(test, {}).get(rnd)
+
+    def ratio(proxy, test, key, rnd):
+        r = record(proxy, test, rnd)
         if not r or "error" in r.get("proxied", {}) or "error" in r.get("direct", {}):
             return None
         d, p = r["direct"].get(key), r["proxied"].get(key)
         return p / d if d and p is not None else None
 
-    def value(proxy, test, key, side="proxied"):
-        r = rows.get(proxy, {}).get(test)
-        return None if not r else r.get(side, {}).get(key)
+    def value(proxy, test, key, rnd, side="proxied"):
+        r = record(proxy, test, rnd)
+        return None if not r or "error" in r.get(side, {}) else r.get(side, {}).get(key)
 
+    def per_round(proxy, rnd):
+        gb = value(proxy, "iperf1", "bytes", rnd)
+        cpu = value(proxy, "iperf1", "proxy_cpu_s", rnd)
+        return {
+            "tput1": ratio(proxy, "iperf1", "bps", rnd),
+            "tput4": ratio(proxy, "iperf4", "bps", rnd),
+            "cpu_per_gb": cpu / (gb / 1e9) if cpu is not None and gb else None,
+            "conn_rate": ratio(proxy, "wrk_close", "rps", rnd),
+            "ka_rate": ratio(proxy, "wrk_keepalive", "rps", rnd),
+            "ka_p99": ratio(proxy, "wrk_keepalive", "p99_us", rnd),
+            "ka_p99_us": value(proxy, "wrk_keepalive", "p99_us", rnd),
+        }
+
+    def div(a, b):
+        return a / b if a is not None and b else None
+
+    by_round = {p: {n: per_round(p, n) for n in rounds} for p in proxies}
     metrics = {}
     for p in proxies:
-        gb = value(p, "iperf1", "bytes")
-        cpu = value(p, "iperf1", "proxy_cpu_s")
-        metrics[p] = {
-            "tput1": ratio(p, "iperf1", "bps"),
-            "tput4": ratio(p, "iperf4", "bps"),
-            "cpu_per_gb": cpu / (gb / 1e9) if cpu is not None and gb else None,
-            "conn_rate": ratio(p, "wrk_close", "rps"),
-            "ka_rate": ratio(p, "wrk_keepalive", "rps"),
-            "ka_p99": ratio(p, "wrk_keepalive", "p99_us"),
-            "ka_p99_us": value(p, "wrk_keepalive", "p99_us"),
-            "idle_b": value(p, "idle", "bytes_per_conn"),
-            "idle_pipes": value(p, "idle", "pipes_added"),
-        }
+        idle = next((record(p, "idle", n) for n in rounds if record(p, "idle", n)), None)
+        idle = idle.get("proxied", {}) if idle else {}
+        metrics[p] = {k: summary([by_round[p][n][k] for n in rounds]) for k in METRICS}
+        metrics[p]["idle_b"] = idle.get("bytes_per_conn")
+        metrics[p]["idle_pipes"] = idle.get("pipes_added")
+        metrics[p]["rounds"] = [dict(by_round[p][n], round=n) for n in rounds]
+
+    def versus(mine, peer, key):
+        return summary([div(by_round[mine][n][key], by_round[peer][n][key]) for n in rounds])
+
     lines = []
-    lines.append("Ratio of each proxy to the direct path measured right before it (higher is better, except CPU and p99):")
+    many = len(rounds) > 1
+    spread = f" Median of {len(rounds)} rounds, lowest-highest in brackets." if many else ""
+    lines.append("Ratio of each proxy to the direct path measured right before it (higher is better, except CPU and "
+                 f"p99).{spread}")
     lines.append("")
-    header = "| proxy | 1-stream tput | 4-stream tput | proxy CPU-s/GB | short conn/s | keep-alive req/s | keep-alive p99 (x direct) | p99 us | idle B/conn (PSS) | pipes held idle |"
+    header = ("| proxy | 1-stream tput | 4-stream tput | proxy CPU-s/GB | short conn/s | keep-alive req/s | "
+              "keep-alive p99 (x direct) | p99 us | idle B/conn (PSS) | pipes held idle |")
     lines.append(header)
     lines.append("|" + "---|" * (header.count("|") - 1))
     for p in proxies:
         m = metrics[p]
         idle_pipes = m["idle_pipes"]
-        lines.append(f"| {p} | {fmt(m['tput1'])} | {fmt(m['tput4'])} | {fmt(m['cpu_per_gb'])} | {fmt(m['conn_rate'])} | "
-                     f"{fmt(m['ka_rate'])} | {fmt(m['ka_p99'])} | {fmt(m['ka_p99_us'], 0)} | {fmt(m['idle_b'], 0)} | "
+        cells = [fmt_summary(m[k], 0 if k == "ka_p99_us" else 2) for k in METRICS]
+        lines.append(f"| {p} | " + " | ".join(cells) + f" | {fmt(m['idle_b'], 0)} | "
                      f"{'-' if idle_pipes is None else idle_pipes} |")
     lines.append("")
-    lines.append("podproxy against each peer (podproxy figure / peer figure; CPU and p99: lower is better):")
+    lines.append("podproxy against each peer (podproxy figure / peer figure, taken in the same round; CPU and p99: "
+                 "lower is better):")
     lines.append("")
-    header = "| podproxy relay | peer | 1-stream tput | 4-stream tput | CPU-s/GB | short conn/s | keep-alive req/s | keep-alive p99 | idle B/conn |"
+    header = ("| podproxy relay | peer | 1-stream tput | 4-stream tput | CPU-s/GB | short conn/s | keep-alive req/s | "
+              "keep-alive p99 | idle B/conn |")
     lines.append(header)
     lines.append("|" + "---|" * (header.count("|") - 1))
-
-    def div(a, b):
-        return a / b if a is not None and b else None
-
+    pairs = {}
     for mine in ("podproxy-splice", "podproxy-buffered", "podproxy-splice-2t"):
         if mine not in metrics:
             continue
         for peer in PEERS:
             if peer not in metrics:
                 continue
-            a, b = metrics[mine], metrics[peer]
-            lines.append(f"| {mine} | {peer} | {fmt(div(a['tput1'], b['tput1']))} | {fmt(div(a['tput4'], b['tput4']))} | "
-                         f"{fmt(div(a['cpu_per_gb'], b['cpu_per_gb']))} | {fmt(div(a['conn_rate'], b['conn_rate']))} | "
-                         f"{fmt(div(a['ka_rate'], b['ka_rate']))} | {fmt(div(a['ka_p99'], b['ka_p99']))} | "
-                         f"{fmt(div(a['idle_b'], b['idle_b']))} |")
+            vs = {k: versus(mine, peer, k) for k in ("tput1", "tput4", "cpu_per_gb", "conn_rate", "ka_rate", "ka_p99")}
+            pairs[f"{mine}/{peer}"] = vs
+            cells = [fmt_summary(vs[k]) for k in ("tput1", "tput4", "cpu_per_gb", "conn_rate", "ka_rate", "ka_p99")]
+            lines.append(f"| {mine} | {peer} | " + " | ".join(cells) +
+                         f" | {fmt(div(metrics[mine]['idle_b'], metrics[peer]['idle_b']))} |")
+
+    goals = []
+    if "podproxy-splice" in metrics and "haproxy" in metrics:
+        for title, key, passes in GOALS:
+            per = [div(by_round["podproxy-splice"][n][key], by_round["haproxy"][n][key]) for n in rounds]
+            s = summary(per)
+            met = sum(1 for r in per if r is not None and passes(r))
+            goals.append((title, fmt_summary(s), s["median"] is not None and passes(s["median"]), met, s["n"]))
+        m = metrics["podproxy-splice"]
+        idle_ok = m["idle_b"] is not None and m["idle_b"] <= 1024 and m["idle_pipes"] == 0
+        goals.append(("idle connection <= 1 KiB user space and no pipe",
+                      f"{fmt(m['idle_b'], 0)} B, {'-' if m['idle_pipes'] is None else m['idle_pipes']} pipes",
+                      idle_ok, int(idle_ok), 1))
+    if "podproxy-splice" in metrics and "podproxy-splice-2t" in metrics:
+        per = [div(by_round["podproxy-splice-2t"][n]["tput4"], by_round["podproxy-splice"][n]["tput4"]) for n in rounds]
+        s = summary(per)
+        goals.append(("2 threads: 4-stream throughput above 1 thread (2t / 1t)", fmt_summary(s),
+                      s["median"] is not None and s["median"] > 1.0, sum(1 for r in per if r is not None and r > 1.0),
+                      s["n"]))
+    if goals:
+        lines.append("")
+        lines.append("Issue 5's goals, podproxy-splice against HAProxy (median of the per-round ratios decides):")
+        lines.append("")
+        lines.append("| goal | podproxy / HAProxy | met | rounds met |")
+        lines.append("|---|---|---|---|")
+        for title, shown, ok, met, n in goals:
+            lines.append(f"| {title} | {shown} | {'yes' if ok else 'no'} | {met} of {n} |")
+
     errors = []
     for p in proxies:
-        for test, r in rows[p].items():
-            for side in ("direct", "proxied"):
-                if isinstance(r.get(side), dict) and "error" in r[side]:
-                    errors.append(f"{p} {test} {side}: {r[side]['error']}")
-                if isinstance(r.get(side), dict) and r[side].get("socket_errors"):
-                    errors.append(f"{p} {test} {side}: wrk socket errors {r[side]['socket_errors']}")
+        for test, by_rnd in runs[p].items():
+            for n, r in sorted(by_rnd.items()):
+                where = f"{p} {test}" + (f" round {n}" if many else "")
+                for side in ("direct", "proxied"):
+                    if isinstance(r.get(side), dict) and "error" in r[side]:
+                        errors.append(f"{where} {side}: {r[side]['error']}")
+                    if isinstance(r.get(side), dict) and r[side].get("socket_errors"):
+                        errors.append(f"{where} {side}: wrk socket errors {r[side]['socket_errors']}")
     if errors:
         lines.append("")
-        lines.append("Failed or suspect measurements (reported as '-' above):")
+        lines.append("Failed or suspect measurements (left out above):")
         lines.extend(f"- {e}" for e in errors)
     text = "\n".join(lines)
     print(text)
     with open(os.path.join(args.out, "compare.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "compare.json"), "w") as f:
-        json.dump(metrics, f, indent=1)
+        json.dump({"rounds": len(rounds), "proxies": metrics, "podproxy_vs_peer": pairs}, f, indent=1)
 
-    # Chart: ratio to direct, per proxy, for throughput (1 and 4 streams) and connection rates.
+    # Chart: median ratio to direct per proxy, with the rounds' range as error bars, for throughput (1 and 4
+    # streams) and request rates.
     data = os.path.join(args.out, "compare.dat")
     with open(data, "w") as f:
-        f.write("# proxy tput1 tput4 conn_rate ka_rate\n")
+        f.write("# proxy, then median, lowest and highest of: tput1 tput4 conn_rate ka_rate\n")
         for p in proxies:
-            m = metrics[p]
-            f.write(f"{p} " + " ".join("0" if m[k] is None else f"{m[k]:.3f}"
-                                       for k in ("tput1", "tput4", "conn_rate", "ka_rate")) + "\n")
+            cols = []
+            for k in ("tput1", "tput4", "conn_rate", "ka_rate"):
+                s = metrics[p][k]
+                cols += ["0" if s[x] is None else f"{s[x]:.3f}" for x in ("median", "min", "max")]
+            f.write(f"{p} " + " ".join(cols) + "\n")
+    title = (f"Loopback, median of {len(rounds)} rounds (bars: lowest-highest)" if many else "Loopback, one run")
     script = f"""
 set terminal pngcairo size 1000,520 noenhanced font ",10"
 set output '{os.path.join(args.out, "compare.png")}'
-set title 'Loopback, one run: each proxy as a fraction of the direct path measured right before it'
+set title '{title}: each proxy as a fraction of the direct path measured right before it'
 set style data histograms
-set style histogram clustered gap 1
+set style histogram errorbars gap 1 lw 1
 set style fill solid 0.85 border -1
 set boxwidth 0.9
 set yrange [0:*]
@@ -325,8 +416,8 @@ set ylabel 'ratio to direct (1.0 = no proxy)'
 set grid ytics
 set key outside right top
 set xtics rotate by -20
-plot '{data}' using 2:xtic(1) title 'iperf3 1 stream', '' using 3 title 'iperf3 4 streams', \\
-     '' using 4 title 'new connections/s', '' using 5 title 'keep-alive req/s'
+plot '{data}' using 2:3:4:xtic(1) title 'iperf3 1 stream', '' using 5:6:7 title 'iperf3 4 streams', \\
+     '' using 8:9:10 title 'new connections/s', '' using 11:12:13 title 'keep-alive req/s'
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=False)
 
