@@ -250,7 +250,8 @@ GOALS = [
     ("proxy CPU-s per GB <= 0.6x HAProxy's", "cpu_per_gb", lambda r: r <= 0.6),
     ("short-connection rate >= 1.0x HAProxy", "conn_rate", lambda r: r >= 1.0),
     ("keep-alive request rate >= 1.0x HAProxy", "ka_rate", lambda r: r >= 1.0),
-    ("keep-alive p99 (x direct) no worse than HAProxy's", "ka_p99", lambda r: r <= 1.0),
+    # The proxied p99 itself: the direct run's p99 swings too much here to divide by (bench/README.md).
+    ("keep-alive p99 no worse than HAProxy's (p99 us, same round)", "ka_p99_us", lambda r: r <= 1.0),
 ]
 
 
