@@ -420,7 +420,10 @@ set xtics rotate by -20
 plot '{data}' using 2:3:4:xtic(1) title 'iperf3 1 stream', '' using 5:6:7 title 'iperf3 4 streams', \\
      '' using 8:9:10 title 'new connections/s', '' using 11:12:13 title 'keep-alive req/s'
 """
-    subprocess.run(["gnuplot"], input=script, text=True, check=False)
+    try:
+        subprocess.run(["gnuplot"], input=script, text=True, check=False)
+    except FileNotFoundError:
+        print("gnuplot is not installed: no chart (bench/compare installs gnuplot-nox)", file=sys.stderr)
 
 
 def main():

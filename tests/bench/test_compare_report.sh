@@ -1,0 +1,70 @@
+#!/bin/bash
+# bench/compare_tools.py report on results made up for the test: each cell is the median of the per-round
+# ratios with their range, a podproxy/peer ratio is taken inside each round before the median, a failed
+# measurement is left out and listed, and the goals table counts the rounds that met each goal. Then
+# bench/compare refuses bad settings with exit status 2 before it installs or starts anything.
+set -uo pipefail
+bench=$1
+tmp=$(mktemp -d /tmp/podproxy-compare-test.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+failures=0
+check() {  # description, then a command that must succeed
+  local what=$1
+  shift
+  if "$@"; then echo "ok: $what"; else echo "FAILED: $what"; failures=$((failures + 1)); fi
+}
+has() { grep -qF -- "$2" "$1"; }
+
+python3 - "$tmp/results.jsonl" <<'PY'
+import json, sys
+# direct 10 everywhere; podproxy-splice proxied 7, 8, 9 -> 0.70, 0.80, 0.90; haproxy 5, 8, 6 -> 0.5, 0.8, 0.6.
+# Per round podproxy/haproxy 1.4, 1.0, 1.5: median 1.40, whereas the medians' ratio would be 0.80/0.60=1.33.
+pod, hap = [7, 8, 9], [5, 8, 6]
+with open(sys.argv[1], "w") as f:
+    def put(rnd, proxy, test, direct, proxied):
+        f.write(json.dumps({"round": rnd, "proxy": proxy, "test": test, "direct": direct, "proxied": proxied}) + "\n")
+    for rnd in (1, 2, 3):
+        for proxy, got in (("podproxy-splice", pod), ("haproxy", hap)):
+            x = got[rnd - 1]
+            put(rnd, proxy, "iperf1", {"bps": 10, "bytes": 1e9}, {"bps": x, "bytes": 1e9, "proxy_cpu_s": x / 10})
+            put(rnd, proxy, "iperf4", {"bps": 10, "bytes": 1e9}, {"bps": x, "bytes": 1e9, "proxy_cpu_s": 0.1})
+            close = {"error": "no Requests/sec in wrk output"} if (proxy, rnd) == ("haproxy", 2) else {"rps": x}
+            put(rnd, proxy, "wrk_close", {"rps": 10}, close)
+            put(rnd, proxy, "wrk_keepalive", {"rps": 10, "p99_us": 100}, {"rps": x, "p99_us": 10 * x})
+    put(1, "podproxy-splice", "idle", {}, {"bytes_per_conn": 700, "pipes_added": 0})
+    put(1, "haproxy", "idle", {}, {"bytes_per_conn": 3300, "pipes_added": 0})
+PY
+mkdir -p "$tmp/out"
+python3 "$bench/compare_tools.py" report "$tmp/results.jsonl" "$tmp/out" >"$tmp/report.txt" 2>"$tmp/report.err"
+check "report exits 0" test $? -eq 0
+cat "$tmp/report.txt"
+md=$tmp/out/compare.md
+check "compare.md written" test -s "$md"
+check "median of 3 rounds said" has "$md" "Median of 3 rounds"
+check "podproxy 1-stream median and range" has "$md" "| podproxy-splice | 0.80 (0.70-0.90) | 0.80 (0.70-0.90) | 0.80 (0.70-0.90) |"
+check "haproxy 1-stream median and range" has "$md" "| haproxy | 0.60 (0.50-0.80) |"
+check "podproxy/haproxy ratio taken within each round" has "$md" "| podproxy-splice | haproxy | 1.40 (1.00-1.50) |"
+check "failed round left out (median of two rounds)" has "$md" "| 0.55 (0.50-0.60) | 0.60 (0.50-0.80) |"
+check "failed round listed" has "$md" "- haproxy wrk_close round 2 proxied: no Requests/sec in wrk output"
+check "goal met by the median, 2 rounds of 3" has "$md" "| 1-stream throughput >= 1.2x HAProxy | 1.40 (1.00-1.50) | yes | 2 of 3 |"
+check "CPU goal missed" has "$md" "| proxy CPU-s per GB <= 0.6x HAProxy's | 1.40 (1.00-1.50) | no | 0 of 3 |"
+check "short connections over the two rounds measured" has "$md" "| short-connection rate >= 1.0x HAProxy | 1.45 (1.40-1.50) | yes | 2 of 2 |"
+check "p99 compared in microseconds" has "$md" "| keep-alive p99 no worse than HAProxy's (p99 us, same round) | 1.40 (1.00-1.50) | no | 1 of 3 |"
+check "idle goal" has "$md" "| idle connection <= 1 KiB user space and no pipe | 700 B, 0 pipes | yes | 1 of 1 |"
+check "json has the rounds" python3 -c "import json,sys; d=json.load(open('$tmp/out/compare.json')); sys.exit(0 if d['rounds']==3 and len(d['proxies']['haproxy']['rounds'])==3 else 1)"
+
+# One round: plain figures, no ranges.
+grep '"round": 1' "$tmp/results.jsonl" >"$tmp/one.jsonl"
+python3 "$bench/compare_tools.py" report "$tmp/one.jsonl" "$tmp/out" >/dev/null 2>&1
+check "one round: no range" has "$md" "| podproxy-splice | 0.70 | 0.70 | 0.70 |"
+
+# Bad settings: exit 2, the message names the setting, nothing started.
+for setting in COMPARE_ROUNDS=0 COMPARE_SECONDS=abc COMPARE_IDLE=-5; do
+  env "$setting" bash "$bench/compare" >"$tmp/bad.out" 2>"$tmp/bad.err"
+  status=$?
+  check "$setting refused with exit 2" test "$status" -eq 2
+  check "$setting named in the message" has "$tmp/bad.err" "${setting%%=*}"
+done
+
+if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
+echo "all checks passed"
