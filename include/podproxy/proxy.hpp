@@ -72,7 +72,8 @@ struct ProxyOptions {
 /// Each connection is one heap object (no coroutine, no per-connection timer, no Asio socket). Both of its
 /// sockets sit in an epoll set of the proxy's own (detail::EventPoller), registered once, edge-triggered,
 /// with EPOLLRDHUP, and closed without EPOLL_CTL_DEL: one epoll_ctl per socket in its life, where Asio's
-/// reactor makes one per wait. The set is one descriptor in the io_context's reactor, so the proxy still
+/// reactor makes one per wait, plus two each time a direction waits for a full sink (its source stops
+/// reporting input meanwhile, which would wake the thread for bytes it cannot move yet). The set is one descriptor in the io_context's reactor, so the proxy still
 /// runs wherever the io_context runs. Connect and idle timeouts are found by one sweep per proxy, whose
 /// period is an eighth of the shorter timeout (between 5 ms and 1 s), so a timeout fires up to that late.
 ///
@@ -410,6 +411,8 @@ class Proxy {
     /// waits for. Readiness is edge-triggered: a direction waits for its source only after its pump saw
     /// EAGAIN there (concepts::Relay), so no byte or FIN is left queued without an edge to come.
     void run(int d) {
+      if (!relaying()) return;  // ended (by the other direction's run in the same handler, say)
+      if (muted_[d] && !unmute_source(d)) return;
       for (;;) {
         if (!relaying() || wait_[d] == Wait::finished) return;
         const PumpStep step = transfer(d);
@@ -422,6 +425,7 @@ class Proxy {
           case PumpStatus::want_write:
             ready_[1 - d] &= static_cast<std::uint8_t>(~writable);
             wait_[d] = Wait::write;
+            mute_source(d);
             return;
           case PumpStatus::yield:
             wait_[d] = Wait::posted;
@@ -445,6 +449,27 @@ class Proxy {
             return end(d == 0 ? ConnectionEnd::upstream_reset : ConnectionEnd::downstream_reset, false);
         }
       }
+    }
+
+    /// Direction `d` waits for its sink: what arrives at its source meanwhile would wake the thread for
+    /// nothing (the pump reads no more until the sink takes some), so the source reports only its output
+    /// (the other direction's sink) until then. If that fails, the events just keep coming.
+    void mute_source(int d) noexcept {
+      if (muted_[d]) return;
+      muted_[d] = !poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/false);
+    }
+
+    /// Before direction `d` reads again. The change reports what queued meanwhile (a FIN too). False, and
+    /// the connection ended, if the source cannot be watched again.
+    bool unmute_source(int d) {
+      const std::error_code ec = poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/true);
+      if (ec) {
+        record_.error = ec;
+        end(d == 0 ? ConnectionEnd::downstream_reset : ConnectionEnd::upstream_reset, false);
+        return false;
+      }
+      muted_[d] = false;
+      return true;
     }
 
     PumpStep transfer(int d) {
@@ -506,6 +531,7 @@ class Proxy {
     std::atomic<bool> cut_{false};
     std::uint8_t ready_[2] = {0, 0};
     Wait wait_[2] = {Wait::read, Wait::read};
+    bool muted_[2] = {false, false};  // socket d reports only its output (mute_source)
   };
 
   static Clock::duration sweep_period(const ProxyOptions& options) {

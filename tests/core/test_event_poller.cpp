@@ -247,3 +247,48 @@ TEST_CASE("event poller: a pause outside 0 to 1 ms is refused", "[poller]") {
   CHECK_THROWS_AS(detail::EventPoller(io.get_executor(), -1us), std::invalid_argument);
   CHECK_NOTHROW(detail::EventPoller(io.get_executor(), 1000us));
 }
+
+TEST_CASE("event poller: a socket watched again without input raises no event for arriving bytes, and no "
+          "input event for a FIN, and with input again it reports what queued at once",
+          "[poller]") {
+  // How a proxy direction that waits for a full sink keeps its source's arrivals from waking the thread.
+  Pair pair;
+  asio::io_context io;
+  detail::EventPoller poller(io.get_executor());
+  Recorder target;
+  const auto slot = poller.attach(&target);
+  const int fd = pair.server.native_handle();
+  REQUIRE_FALSE(poller.watch(fd, slot, 1));
+  poller.start();
+  REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLOUT); }));
+
+  // The change itself reports the socket's state (writable) once.
+  target.seen.clear();
+  REQUIRE_FALSE(poller.rewatch(fd, slot, 1, /*input=*/false));
+  REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLOUT); }));
+  CHECK_FALSE(target.saw(1, EPOLLIN));
+  target.seen.clear();
+  const auto wakeups = poller.wakeups();
+  asio::write(pair.client, asio::buffer("ping", 4));
+  // Nothing to wait for but time: with input watched, the edge would be handled within microseconds.
+  const auto idle = [&io] {
+    const auto until = std::chrono::steady_clock::now() + 200ms;
+    while (std::chrono::steady_clock::now() < until) io.run_one_for(20ms);
+  };
+  idle();
+  CHECK(target.seen.empty());
+  CHECK(poller.wakeups() == wakeups);
+  // A FIN is a state change, which wakes every waiter whatever it watches (no event mask), so it may
+  // report the socket's output; never its input.
+  pair.client.shutdown(tcp::socket::shutdown_send);
+  idle();
+  CHECK_FALSE(target.saw(1, EPOLLIN));
+  CHECK_FALSE(target.saw(1, EPOLLRDHUP));
+
+  REQUIRE_FALSE(poller.rewatch(fd, slot, 1, /*input=*/true));
+  REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLIN | EPOLLRDHUP); }));
+  char buffer[16];
+  CHECK(::recv(fd, buffer, sizeof buffer, 0) == 4);
+  CHECK(::recv(fd, buffer, sizeof buffer, 0) == 0);
+  poller.detach(slot);
+}

@@ -32,8 +32,9 @@ class PollTarget {
 };
 
 /// An epoll set whose sockets are registered once, edge-triggered for input, output and the peer's FIN
-/// (EPOLLRDHUP), and never modified again: no EPOLL_CTL_MOD per wait, no per-wait allocation, nothing
-/// allocated per socket but a slot. Asio's reactor would re-arm with EPOLL_CTL_MOD for every wait and
+/// (EPOLLRDHUP), and not modified per wait: no EPOLL_CTL_MOD per wait, no per-wait allocation, nothing
+/// allocated per socket but a slot. The one change (`rewatch`) is for a source whose bytes nobody reads
+/// until a full sink drains: each arrival would otherwise wake the thread for nothing. Asio's reactor would re-arm with EPOLL_CTL_MOD for every wait and
 /// keep a descriptor_state and a queued operation per idle socket; the relay's hot path needs neither.
 ///
 /// The set's own descriptor is one Asio stream_descriptor: when it turns readable, one handler takes up
@@ -121,12 +122,24 @@ class EventPoller {
   [[nodiscard]] std::error_code watch(int fd, std::uint32_t slot, int which) noexcept {
     epoll_event event{};
     event.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    event.data.u64 = (std::uint64_t{slots_[slot].generation} << 32) | (std::uint64_t{slot} << 1) |
-                     static_cast<std::uint64_t>(which & 1);
+    event.data.u64 = key(slot, which);
     if (::epoll_ctl(descriptor_.native_handle(), EPOLL_CTL_ADD, fd, &event) != 0) {
       return {errno, std::system_category()};
     }
     watched_ = true;
+    return {};
+  }
+
+  /// Changes what `fd` (watched for `slot` and `which`) reports: with `input` false only its output
+  /// (and errors and hang-ups, which epoll always reports); with `input` true everything `watch` asked for
+  /// again. EPOLL_CTL_MOD looks at the socket at once, so what is already queued is reported.
+  [[nodiscard]] std::error_code rewatch(int fd, std::uint32_t slot, int which, bool input) noexcept {
+    epoll_event event{};
+    event.events = input ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET : EPOLLOUT | EPOLLET;
+    event.data.u64 = key(slot, which);
+    if (::epoll_ctl(descriptor_.native_handle(), EPOLL_CTL_MOD, fd, &event) != 0) {
+      return {errno, std::system_category()};
+    }
     return {};
   }
 
@@ -145,6 +158,11 @@ class EventPoller {
     PollTarget* target = nullptr;
     std::uint32_t generation = 0;
   };
+
+  [[nodiscard]] std::uint64_t key(std::uint32_t slot, int which) const noexcept {
+    return (std::uint64_t{slots_[slot].generation} << 32) | (std::uint64_t{slot} << 1) |
+           static_cast<std::uint64_t>(which & 1);
+  }
 
   static int open_epoll() {
     const int fd = ::epoll_create1(EPOLL_CLOEXEC);
