@@ -73,9 +73,10 @@ struct ProxyOptions {
 /// sockets sit in an epoll set of the proxy's own (detail::EventPoller), registered once, edge-triggered,
 /// with EPOLLRDHUP, and closed without EPOLL_CTL_DEL: one epoll_ctl per socket in its life, where Asio's
 /// reactor makes one per wait, plus two each time a direction waits for a full sink (its source stops
-/// reporting input meanwhile, which would wake the thread for bytes it cannot move yet). The set is one descriptor in the io_context's reactor, so the proxy still
-/// runs wherever the io_context runs. Connect and idle timeouts are found by one sweep per proxy, whose
-/// period is an eighth of the shorter timeout (between 5 ms and 1 s), so a timeout fires up to that late.
+/// reporting input meanwhile, which would wake the thread for bytes it cannot move yet). The set is one
+/// descriptor in the io_context's reactor, so the proxy still runs wherever the io_context runs. Connect
+/// and idle timeouts are found by one sweep per proxy, whose period is an eighth of the shorter timeout
+/// (between 5 ms and 1 s), so a timeout fires up to that late.
 ///
 /// Thread safety: `start`, `stop`, `stats` and `active` may be called from any thread. With
 /// AcceptorOptions::strand_per_connection (the default) connections are spread over one poller per

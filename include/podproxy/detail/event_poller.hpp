@@ -34,8 +34,9 @@ class PollTarget {
 /// An epoll set whose sockets are registered once, edge-triggered for input, output and the peer's FIN
 /// (EPOLLRDHUP), and not modified per wait: no EPOLL_CTL_MOD per wait, no per-wait allocation, nothing
 /// allocated per socket but a slot. The one change (`rewatch`) is for a source whose bytes nobody reads
-/// until a full sink drains: each arrival would otherwise wake the thread for nothing. Asio's reactor would re-arm with EPOLL_CTL_MOD for every wait and
-/// keep a descriptor_state and a queued operation per idle socket; the relay's hot path needs neither.
+/// until a full sink drains: each arrival would otherwise wake the thread for nothing. Asio's reactor
+/// would re-arm with EPOLL_CTL_MOD for every wait and keep a descriptor_state and a queued operation per
+/// idle socket; the relay's hot path needs neither.
 ///
 /// The set's own descriptor is one Asio stream_descriptor: when it turns readable, one handler takes up
 /// to `batch` events per epoll_wait and calls each target inline. So everything that uses one poller runs
