@@ -430,7 +430,7 @@ class Proxy {
             return;
           case PumpStatus::yield:
             wait_[d] = Wait::posted;
-            asio::post(executor(), [self = Ref(this), d] {
+            poller_.post([self = Ref(this), d] {
               self->guard([&] {
                 if (self->wait_[d] != Wait::posted) return;
                 self->wait_[d] = Wait::read;
@@ -457,13 +457,13 @@ class Proxy {
     /// (the other direction's sink) until then. If that fails, the events just keep coming.
     void mute_source(int d) noexcept {
       if (muted_[d]) return;
-      muted_[d] = !poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/false);
+      muted_[d] = !poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/false, /*output=*/true);
     }
 
     /// Before direction `d` reads again. The change reports what queued meanwhile (a FIN too). False, and
     /// the connection ended, if the source cannot be watched again.
     bool unmute_source(int d) {
-      const std::error_code ec = poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/true);
+      const std::error_code ec = poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/true, /*output=*/true);
       if (ec) {
         record_.error = ec;
         end(d == 0 ? ConnectionEnd::downstream_reset : ConnectionEnd::upstream_reset, false);

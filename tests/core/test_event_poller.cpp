@@ -212,6 +212,62 @@ TEST_CASE("event poller: after a wake-up that handled events it pauses once and 
   CHECK(bulk.pauses < bulk.total);
 }
 
+namespace {
+
+/// The poller's pause count when a target's first input event is handled, and when a continuation that
+/// handler queued runs: through the poller's `post`, or past it (straight to the io_context).
+struct Continuation {
+  std::uint64_t pauses_at_event = 0;
+  std::uint64_t pauses_at_continuation = 0;
+};
+
+Continuation continuation_after_event(Pair& pair, asio::io_context& io, detail::EventPoller& poller, Hook& target,
+                                      bool through_poller) {
+  Continuation seen;
+  bool ran = false;
+  bool handled = false;
+  target.on = [&](int, std::uint32_t events) {
+    if (!(events & EPOLLIN) || handled) return;
+    handled = true;
+    char buffer[16];
+    while (::recv(pair.server.native_handle(), buffer, sizeof buffer, 0) > 0) {
+    }
+    seen.pauses_at_event = poller.pauses();
+    const auto continuation = [&] {
+      seen.pauses_at_continuation = poller.pauses();
+      ran = true;
+    };
+    if (through_poller) {
+      poller.post(continuation);
+    } else {
+      asio::post(io, continuation);
+    }
+  };
+  asio::write(pair.client, asio::buffer("ping", 4));
+  REQUIRE(run_until(io, [&] { return ran; }));
+  return seen;
+}
+
+}  // namespace
+
+TEST_CASE("event poller: no wake-up pauses while a continuation posted through it is queued", "[poller]") {
+  Pair pair;
+  asio::io_context io;
+  detail::EventPoller poller(io.get_executor(), 1000us);
+  Hook target;
+  const auto slot = poller.attach(&target);
+  REQUIRE_FALSE(poller.watch(pair.server.native_handle(), slot, 0));
+  poller.start();
+
+  // Through the poller: the wake-up that queued it returns to the io_context without pausing.
+  const Continuation posted = continuation_after_event(pair, io, poller, target, /*through_poller=*/true);
+  CHECK(posted.pauses_at_continuation == posted.pauses_at_event);
+  // Once it ran, a wake-up pauses again; and a continuation the poller does not know of waits for it.
+  const Continuation unknown = continuation_after_event(pair, io, poller, target, /*through_poller=*/false);
+  CHECK(unknown.pauses_at_continuation == unknown.pauses_at_event + 1);
+  poller.detach(slot);
+}
+
 TEST_CASE("event poller: a socket registered while a batch is handled reports in the same wake-up",
           "[poller]") {
   Pair first;
@@ -261,20 +317,29 @@ TEST_CASE("event poller: a socket watched again without input raises no event fo
   REQUIRE_FALSE(poller.watch(fd, slot, 1));
   poller.start();
   REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLOUT); }));
-
-  // The change itself reports the socket's state (writable) once.
-  target.seen.clear();
-  REQUIRE_FALSE(poller.rewatch(fd, slot, 1, /*input=*/false));
-  REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLOUT); }));
-  CHECK_FALSE(target.saw(1, EPOLLIN));
-  target.seen.clear();
-  const auto wakeups = poller.wakeups();
-  asio::write(pair.client, asio::buffer("ping", 4));
-  // Nothing to wait for but time: with input watched, the edge would be handled within microseconds.
+  // Nothing to wait for but time: an event that is raised is handled within microseconds.
   const auto idle = [&io] {
     const auto until = std::chrono::steady_clock::now() + 200ms;
     while (std::chrono::steady_clock::now() < until) io.run_one_for(20ms);
   };
+
+  // Neither input nor output: the socket is writable, and bytes arrive, and nothing is reported.
+  target.seen.clear();
+  auto wakeups = poller.wakeups();
+  REQUIRE_FALSE(poller.rewatch(fd, slot, 1, /*input=*/false, /*output=*/false));
+  asio::write(pair.client, asio::buffer("pi", 2));
+  idle();
+  CHECK(target.seen.empty());
+  CHECK(poller.wakeups() == wakeups);
+
+  // Output only: the change itself reports the socket's state (writable) once, and arriving bytes
+  // raise nothing.
+  REQUIRE_FALSE(poller.rewatch(fd, slot, 1, /*input=*/false, /*output=*/true));
+  REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLOUT); }));
+  CHECK_FALSE(target.saw(1, EPOLLIN));
+  target.seen.clear();
+  wakeups = poller.wakeups();
+  asio::write(pair.client, asio::buffer("ng", 2));
   idle();
   CHECK(target.seen.empty());
   CHECK(poller.wakeups() == wakeups);
@@ -285,7 +350,7 @@ TEST_CASE("event poller: a socket watched again without input raises no event fo
   CHECK_FALSE(target.saw(1, EPOLLIN));
   CHECK_FALSE(target.saw(1, EPOLLRDHUP));
 
-  REQUIRE_FALSE(poller.rewatch(fd, slot, 1, /*input=*/true));
+  REQUIRE_FALSE(poller.rewatch(fd, slot, 1, /*input=*/true, /*output=*/true));
   REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLIN | EPOLLRDHUP); }));
   char buffer[16];
   CHECK(::recv(fd, buffer, sizeof buffer, 0) == 4);

@@ -1,6 +1,7 @@
 // EventPoller: an epoll set of the proxy's own for relayed sockets, nested in an Asio io_context.
 #pragma once
 
+#include <asio/post.hpp>
 #include <asio/posix/stream_descriptor.hpp>
 
 #include <sys/epoll.h>
@@ -46,9 +47,10 @@ class PollTarget {
 /// timer slack stretches it) and look once more before it lets the io_context block. While the thread
 /// is not waiting in epoll, a peer that sends to one of its sockets only queues an event; it does not
 /// have to wake the thread (try_to_wake_up, an IPI to an idle CPU), which costs the sending process
-/// several microseconds each time. One pause per wake-up at most, and none when a wake-up found nothing,
-/// so an idle proxy still just blocks. A target that moved a bulk transfer calls `no_pause()`: the reader
-/// it feeds would run dry during the pause (one iperf3 stream: 0.67 of direct with the pause, 0.76 without).
+/// several microseconds each time. One pause per wake-up at most, none when a wake-up found nothing,
+/// so an idle proxy still just blocks, and none while a target's continuation is queued (`post`). A
+/// target that moved a bulk transfer calls `no_pause()`: the reader it feeds would run dry during the
+/// pause (one iperf3 stream: 0.67 of direct with the pause, 0.76 without).
 ///
 /// Events name a slot and its generation, never a pointer: a target detaches its slot before it is
 /// destroyed, and an event still queued for it (the same batch, or a descriptor kept alive by a fork) is
@@ -131,12 +133,13 @@ class EventPoller {
     return {};
   }
 
-  /// Changes what `fd` (watched for `slot` and `which`) reports: with `input` false only its output
-  /// (and errors and hang-ups, which epoll always reports); with `input` true everything `watch` asked for
-  /// again. EPOLL_CTL_MOD looks at the socket at once, so what is already queued is reported.
-  [[nodiscard]] std::error_code rewatch(int fd, std::uint32_t slot, int which, bool input) noexcept {
+  /// Changes what `fd` (watched for `slot` and `which`) reports: its input (with the peer's FIN) if
+  /// `input`, its output if `output`, and always its errors and hang-ups (epoll reports those whatever
+  /// the mask). Both true is what `watch` asked for. EPOLL_CTL_MOD looks at the socket at once, so what
+  /// is already the case of what it asks for is reported.
+  [[nodiscard]] std::error_code rewatch(int fd, std::uint32_t slot, int which, bool input, bool output) noexcept {
     epoll_event event{};
-    event.events = input ? EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET : EPOLLOUT | EPOLLET;
+    event.events = EPOLLET | (input ? EPOLLIN | EPOLLRDHUP : 0u) | (output ? EPOLLOUT : 0u);
     event.data.u64 = key(slot, which);
     if (::epoll_ctl(descriptor_.native_handle(), EPOLL_CTL_MOD, fd, &event) != 0) {
       return {errno, std::system_category()};
@@ -149,6 +152,19 @@ class EventPoller {
 
   /// This wake-up does not pause (from a target's handler: it moved bulk, and its sink's reader waits).
   void no_pause() noexcept { no_pause_ = true; }
+
+  /// Runs `f` on the executor after what is queued there now: a target's continuation (it moved its
+  /// budget and lets others have a turn). No wake-up pauses while one is queued: the thread has work, so
+  /// there is nothing to gain, and the continuation (a bulk transfer, typically) would wait. A
+  /// continuation destroyed without running (the io_context torn down) leaves the poller not pausing.
+  template <class F>
+  void post(F&& f) {
+    asio::post(executor_, [this, f = std::forward<F>(f)]() mutable {
+      --queued_;
+      f();
+    });
+    ++queued_;  // after the post: if it throws, nothing is queued
+  }
 
   /// Times the io_context woke the poller, and times it paused (on the executor, like everything else).
   [[nodiscard]] std::uint64_t wakeups() const noexcept { return wakeups_; }
@@ -219,7 +235,7 @@ class EventPoller {
       if (n <= 0) {
         if (n < 0 && errno == EINTR && --left > 0) continue;
         // Empty (or failing): after events were handled, pause once and look again.
-        if (left == rounds || paused || no_pause_ || !pause()) return;
+        if (left == rounds || paused || no_pause_ || queued_ > 0 || !pause()) return;
         paused = true;
         continue;
       }
@@ -228,7 +244,7 @@ class EventPoller {
       // A full batch may have more behind it, and a socket just registered reports its state at once:
       // look again now. Otherwise once more, then (unless paused already) after the pause.
       if (n == batch || watched_) continue;
-      if (paused || no_pause_ || timer_ < 0) return;
+      if (paused || no_pause_ || queued_ > 0 || timer_ < 0) return;
     }
   }
 
@@ -253,6 +269,7 @@ class EventPoller {
   int timer_;
   std::uint64_t wakeups_ = 0;
   std::uint64_t pauses_ = 0;
+  std::uint64_t queued_ = 0;  // continuations posted and not run yet
   bool running_ = false;
   bool watched_ = false;   // a socket was registered since the last epoll_wait
   bool no_pause_ = false;  // a target asked this wake-up not to pause
