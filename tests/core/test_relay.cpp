@@ -322,6 +322,89 @@ TEMPLATE_TEST_CASE("relay: a slow reader keeps the proxy's memory bounded, and t
   CHECK(receive_all(client) == expected_checksum(3, size));
 }
 
+TEMPLATE_TEST_CASE("relay: both ends write more than every buffer holds before either reads, and all of it "
+                   "arrives both ways",
+                   "[relay]", SpliceRelay, BufferedRelay, SpliceSmallPipes) {
+  // Both directions wait for a full sink at once, each sink being the other direction's source. The
+  // client's direction stalls first, so the proxy stops watching the client's socket for input (a muted
+  // source); then the server's direction stalls writing to that same socket, and only the client reads:
+  // the muted socket must still report its output, or the proxy never learns that the client made room.
+  const std::uint64_t kernel_bound = 2 * sysctl_max("/proc/sys/net/ipv4/tcp_rmem") +
+                                     2 * sysctl_max("/proc/sys/net/ipv4/tcp_wmem");
+  const std::uint64_t size = kernel_bound + (16ULL << 20);
+  std::atomic<std::uint64_t> sent[2] = {0, 0};  // by the client, by the server
+  const auto write_all = [&size](tcp::socket& s, std::uint64_t seed, std::atomic<std::uint64_t>& counter) {
+    std::vector<std::uint8_t> block(256 * 1024);
+    for (std::uint64_t done = 0; done < size;) {
+      const auto n = static_cast<std::size_t>(std::min<std::uint64_t>(block.size(), size - done));
+      for (std::size_t i = 0; i < n; ++i) block[i] = pattern_byte(seed, done + i);
+      std::error_code ec;
+      asio::write(s, asio::buffer(block.data(), n), ec);
+      if (ec) return;  // the test fails on what the other end received
+      done += n;
+      counter = done;
+    }
+    s.shutdown(tcp::socket::shutdown_send);
+  };
+  // True once `counter` is above zero and has not moved for 200 ms.
+  const auto stalled = [](const std::atomic<std::uint64_t>& counter) {
+    std::uint64_t last = 0;
+    return eventually([&] {
+      const auto now = counter.load();
+      const bool still = now > 0 && now == last;
+      last = now;
+      std::this_thread::sleep_for(200ms);
+      return still;
+    }, 20s);
+  };
+  std::promise<void> server_may_write;
+  std::promise<void> server_may_read;
+  std::promise<bool> server_result;
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [&](tcp::socket& s) {
+    server_may_write.get_future().wait();
+    std::thread sender([&] { write_all(s, 2, sent[1]); });
+    server_may_read.get_future().wait();
+    bool intact = false;
+    try {
+      intact = receive_all(s) == expected_checksum(1, size);
+    } catch (const std::system_error&) {  // reset: the test failed already (the client's read stalled)
+    }
+    sender.join();
+    server_result.set_value(intact);
+  });
+  Records records;
+  FixedProxy<TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()});
+  asio::io_context io;
+  auto client = connect_client(io, proxy.endpoint());
+  std::thread sender([&] { write_all(client, 1, sent[0]); });
+
+  const bool client_stalled = stalled(sent[0]);
+  server_may_write.set_value();
+  const bool server_stalled = stalled(sent[1]);
+  INFO("bytes the client and the server wrote before either read: " << sent[0].load() << ", " << sent[1].load());
+  Checksum got;
+  std::error_code ec;
+  std::vector<std::uint8_t> block(256 * 1024);
+  for (;;) {  // receive_all, with a shorter limit: a stall fails in 10 s
+    const auto n = read_some_within(client, asio::buffer(block), ec, 10s);
+    if (ec) break;
+    got.add(block.data(), n);
+  }
+  server_may_read.set_value();
+  if (ec != asio::error::eof) ::shutdown(client.native_handle(), SHUT_RDWR);  // a stall: free both writers
+  sender.join();
+  CHECK(client_stalled);
+  CHECK(server_stalled);
+  CHECK(ec == asio::error::eof);
+  CHECK(got == expected_checksum(2, size));
+  auto server_ok = server_result.get_future();
+  REQUIRE(server_ok.wait_for(60s) == std::future_status::ready);
+  CHECK(server_ok.get());
+  const auto done = records.wait(1);
+  REQUIRE(done.size() == 1);
+  CHECK(done[0].end == ConnectionEnd::completed);
+}
+
 TEMPLATE_TEST_CASE("relay: 1,000 concurrent connections each carry their own bytes", "[relay][load]",
                    SpliceRelay, BufferedRelay) {
   constexpr int connections = 1000;
