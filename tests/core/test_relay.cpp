@@ -305,14 +305,7 @@ TEMPLATE_TEST_CASE("relay: a slow reader keeps the proxy's memory bounded, and t
 
   const auto heap_before = ::mallinfo2().uordblks;
   // The client reads nothing: the server's writes stall once every buffer on the way is full.
-  std::uint64_t last = 0;
-  REQUIRE(eventually([&] {
-    const auto now = sent.load();
-    const bool stalled = now > 0 && now == last;
-    last = now;
-    std::this_thread::sleep_for(200ms);
-    return stalled;
-  }, 20s));
+  REQUIRE(stalls(sent));
   const auto heap_during = ::mallinfo2().uordblks;
   INFO("bytes accepted from the server while the client read nothing: " << sent.load());
   CHECK(sent.load() < kernel_bound + (4ULL << 20));  // kernel socket buffers and a pipe or buffer per direction
@@ -346,17 +339,6 @@ TEMPLATE_TEST_CASE("relay: both ends write more than every buffer holds before e
     }
     s.shutdown(tcp::socket::shutdown_send);
   };
-  // True once `counter` is above zero and has not moved for 200 ms.
-  const auto stalled = [](const std::atomic<std::uint64_t>& counter) {
-    std::uint64_t last = 0;
-    return eventually([&] {
-      const auto now = counter.load();
-      const bool still = now > 0 && now == last;
-      last = now;
-      std::this_thread::sleep_for(200ms);
-      return still;
-    }, 20s);
-  };
   std::promise<void> server_may_write;
   std::promise<void> server_may_read;
   std::promise<bool> server_result;
@@ -378,9 +360,9 @@ TEMPLATE_TEST_CASE("relay: both ends write more than every buffer holds before e
   auto client = connect_client(io, proxy.endpoint());
   std::thread sender([&] { write_all(client, 1, sent[0]); });
 
-  const bool client_stalled = stalled(sent[0]);
+  const bool client_stalled = stalls(sent[0]);
   server_may_write.set_value();
-  const bool server_stalled = stalled(sent[1]);
+  const bool server_stalled = stalls(sent[1]);
   INFO("bytes the client and the server wrote before either read: " << sent[0].load() << ", " << sent[1].load());
   Checksum got;
   std::error_code ec;

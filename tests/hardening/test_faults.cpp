@@ -144,14 +144,7 @@ TEMPLATE_TEST_CASE("faults: an upstream that stops reading keeps the proxy's mem
     }
     client.shutdown(tcp::socket::shutdown_send);
   });
-  std::uint64_t last = 0;
-  const bool stalled = eventually([&] {
-    const auto now = sent.load();
-    const bool same = now > 0 && now == last;
-    last = now;
-    std::this_thread::sleep_for(200ms);
-    return same;
-  }, 30s);
+  const bool stalled = stalls(sent, 30s);
   const auto heap_during = ::mallinfo2().uordblks;
   const auto accepted = sent.load();
   resume.set_value();

@@ -18,6 +18,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
@@ -388,6 +389,19 @@ bool eventually(Predicate predicate, std::chrono::milliseconds limit = 10s) {
     std::this_thread::sleep_for(10ms);
   }
   return true;
+}
+
+/// Waits (bounded) until a writer's byte count is above zero and has not moved for 200 ms: every buffer
+/// on its way is full.
+inline bool stalls(const std::atomic<std::uint64_t>& written, std::chrono::milliseconds limit = 20s) {
+  std::uint64_t last = 0;
+  return eventually([&] {
+    const auto now = written.load();
+    const bool still = now > 0 && now == last;
+    last = now;
+    std::this_thread::sleep_for(200ms);
+    return still;
+  }, limit);
 }
 
 }  // namespace podproxy::test
