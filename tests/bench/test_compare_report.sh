@@ -2,7 +2,8 @@
 # bench/compare_tools.py report on results made up for the test: each cell is the median of the per-round
 # ratios with their range, a podproxy/peer ratio is taken inside each round before the median, a failed
 # measurement is left out and listed, and the goals table counts the rounds that met each goal. Then
-# bench/compare refuses bad settings with exit status 2 before it installs or starts anything.
+# bench/compare and bench/cpu_split refuse bad settings with exit status 2 before they install, build or
+# start anything.
 set -uo pipefail
 bench=$1
 tmp=$(mktemp -d /tmp/podproxy-compare-test.XXXXXX)
@@ -64,6 +65,14 @@ for setting in COMPARE_ROUNDS=0 COMPARE_SECONDS=abc COMPARE_IDLE=-5; do
   status=$?
   check "$setting refused with exit 2" test "$status" -eq 2
   check "$setting named in the message" has "$tmp/bad.err" "${setting%%=*}"
+done
+
+for setting in CPU_SPLIT_ROUNDS=0 CPU_SPLIT_SECONDS=abc CPU_SPLIT_BASELINE=/nonexistent/podproxy-tcp \
+               CPU_SPLIT_BASELINE=$tmp/bad.err; do  # the last exists but is not executable
+  env "$setting" bash "$bench/cpu_split" >"$tmp/bad.out" 2>"$tmp/bad.err.txt"
+  status=$?
+  check "$setting refused with exit 2" test "$status" -eq 2
+  check "$setting named in the message" has "$tmp/bad.err.txt" "${setting%%=*}"
 done
 
 if ((failures)); then echo "$failures check(s) failed"; exit 1; fi
