@@ -50,6 +50,19 @@ struct Pair {
   }
 };
 
+/// A Pair whose server side a started poller watches (as `which` 1) for a Recorder.
+struct Watched {
+  Pair pair;
+  asio::io_context io;
+  detail::EventPoller poller{io.get_executor()};
+  Recorder target;
+  std::uint32_t slot = poller.attach(&target);
+  Watched() {
+    REQUIRE_FALSE(poller.watch(pair.server.native_handle(), slot, 1));
+    poller.start();
+  }
+};
+
 /// Runs `io` until `done()` or two seconds.
 template <class Done>
 bool run_until(asio::io_context& io, Done done) {
@@ -64,13 +77,8 @@ bool run_until(asio::io_context& io, Done done) {
 
 TEST_CASE("event poller: one registration reports every new input edge, output and the peer's FIN",
           "[poller]") {
-  Pair pair;
-  asio::io_context io;
-  detail::EventPoller poller(io.get_executor());
-  Recorder target;
-  const auto slot = poller.attach(&target);
-  REQUIRE_FALSE(poller.watch(pair.server.native_handle(), slot, 1));
-  poller.start();
+  Watched watched;
+  auto& [pair, io, poller, target, slot] = watched;
 
   // Writable at once; nothing to read yet.
   REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLOUT); }));
@@ -308,14 +316,9 @@ TEST_CASE("event poller: a socket watched again without input raises no event fo
           "input event for a FIN, and with input again it reports what queued at once",
           "[poller]") {
   // How a proxy direction that waits for a full sink keeps its source's arrivals from waking the thread.
-  Pair pair;
-  asio::io_context io;
-  detail::EventPoller poller(io.get_executor());
-  Recorder target;
-  const auto slot = poller.attach(&target);
+  Watched watched;
+  auto& [pair, io, poller, target, slot] = watched;
   const int fd = pair.server.native_handle();
-  REQUIRE_FALSE(poller.watch(fd, slot, 1));
-  poller.start();
   REQUIRE(run_until(io, [&] { return target.saw(1, EPOLLOUT); }));
   // Nothing to wait for but time: an event that is raised is handled within microseconds.
   const auto idle = [&io] {
