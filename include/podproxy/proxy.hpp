@@ -550,15 +550,16 @@ class Proxy {
     Proxy& proxy_;
   };
 
-  /// On the acceptor's executor: takes the connections queued now. Edge-triggered, so a full batch
-  /// continues in a posted handler, and an overload retries after the back-off without waiting for an edge.
+  /// On the acceptor's executor: takes the connections queued now. Edge-triggered, so after a full batch
+  /// the listener is looked at again (look_again), and an overload retries after the back-off without
+  /// waiting for an edge.
   void accept_ready() noexcept {
     if (!accepting_ || accept_paused_) return;
     try {
       switch (acceptor_.accept_some([this](AcceptedConnection&& connection) { spawn(std::move(connection)); })) {
         case AcceptStatus::drained:
         case AcceptStatus::closed: return;
-        case AcceptStatus::more: asio::post(acceptor_.get_executor(), [this] { accept_ready(); }); return;
+        case AcceptStatus::more: return look_again();
         case AcceptStatus::overloaded:
           accept_paused_ = true;
           accept_backoff_.expires_after(acceptor_.options().overload_backoff);
@@ -569,8 +570,24 @@ class Proxy {
           return;
       }
     } catch (const std::exception&) {
-      // Out of memory posting or arming the back-off: the next connection's edge retries.
+      // Out of memory (starting a connection, or arming the back-off): the connections still queued must
+      // not wait for the next client's edge, which may never come.
       accept_paused_ = false;
+      look_again();
+    }
+  }
+
+  /// Connections may still be queued on the listener, which will raise no new edge for them: watching it
+  /// again (EPOLL_CTL_MOD looks at once) reports it in the poller's next round if they are. Nothing is
+  /// allocated, so this also works when memory has run out, and the listener takes its turn behind the
+  /// events of the connections already open.
+  void look_again() noexcept {
+    if (listener_slot_ == no_slot) return;
+    if (!pollers_.front()->rewatch(acceptor_.native_handle(), listener_slot_, 0, true, true)) return;
+    try {
+      asio::post(acceptor_.get_executor(), [this] { accept_ready(); });
+    } catch (const std::exception&) {
+      // Neither could be done: the next connection's edge retries.
     }
   }
 

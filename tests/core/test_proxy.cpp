@@ -353,6 +353,40 @@ TEST_CASE("acceptor: running out of descriptors backs off, keeps existing connec
   CHECK(proxy.stats().downstream_cx_total == 2);
 }
 
+TEST_CASE("acceptor: connections queued beyond one batch are all taken, with no later client to raise an edge",
+          "[acceptor][proxy]") {
+  // The listener is edge-triggered: after a batch, nothing new arrives to report the connections still queued.
+  // The proxy must look again by itself. A batch of one and 24 clients queued before the proxy first looks.
+  PongServer server({asio::ip::make_address("127.0.0.1"), 0});
+  asio::io_context proxy_io;
+  Proxy<Acceptor<RedirectedOrLocal>, FixedPolicy, SpliceRelay> proxy(
+      Acceptor<RedirectedOrLocal>(proxy_io.get_executor(), {.accept_batch = 1}),
+      FixedPolicy{{.endpoint = server.server.endpoint()}}, SpliceRelay{});
+  proxy.start();
+  constexpr int clients = 24;
+  asio::io_context io;
+  std::vector<tcp::socket> queued;
+  for (int i = 0; i < clients; ++i) {
+    queued.push_back(connect_client(io, proxy.local_endpoint()));  // the kernel completes the handshake
+    asio::write(queued.back(), asio::buffer(std::string_view("ping\n")));
+    queued.back().shutdown(tcp::socket::shutdown_send);
+  }
+  std::thread runner([&] { proxy_io.run(); });
+  const bool all_taken = eventually([&] { return proxy.stats().downstream_cx_total == clients; });
+  CHECK(all_taken);
+  int answered = 0;
+  if (all_taken) {  // else a read would wait for its timeout
+    for (auto& client : queued) answered += read_to_end(client).first == "pong\n" ? 1 : 0;
+  }
+  CHECK(answered == clients);
+  std::promise<void> done;
+  proxy.stop(0s, [&done] { done.set_value(); });
+  const bool stopped = done.get_future().wait_for(20s) == std::future_status::ready;
+  if (!stopped) proxy_io.stop();
+  runner.join();
+  CHECK(stopped);
+}
+
 TEST_CASE("acceptor: listens on IPv6, and reports a listen failure naming the endpoint", "[acceptor]") {
   PongServer server({asio::ip::make_address("::1"), 0});
   RunningProxy<FixedPolicy, SpliceRelay> proxy(FixedPolicy{{.endpoint = server.server.endpoint()}}, SpliceRelay{},
