@@ -68,7 +68,8 @@ for setting in COMPARE_ROUNDS=0 COMPARE_SECONDS=abc COMPARE_IDLE=-5; do
 done
 
 for setting in CPU_SPLIT_ROUNDS=0 CPU_SPLIT_SECONDS=abc CPU_SPLIT_BASELINE=/nonexistent/podproxy-tcp \
-               CPU_SPLIT_BASELINE=$tmp/bad.err; do  # the last exists but is not executable
+               CPU_SPLIT_BASELINE=$tmp/bad.err `# exists, not executable` \
+               CPU_SPLIT_CPUS=abc "CPU_SPLIT_CPUS=0;true" CPU_SPLIT_CPUS=4095; do  # no such CPU here
   env "$setting" bash "$bench/cpu_split" >"$tmp/bad.out" 2>"$tmp/bad.err.txt"
   status=$?
   check "$setting refused with exit 2" test "$status" -eq 2
