@@ -634,10 +634,18 @@ class Proxy {
     detail::bump(stats_->downstream_cx_active);
     sessions_.add(*session);
     if (stopping_.load() && drain_passed_.load()) session->cut_.store(true, std::memory_order_relaxed);
-    asio::dispatch(session->executor(), [session] { session->start(); });
+    try {
+      asio::dispatch(session->executor(), [session] { session->start(); });
+    } catch (const std::exception&) {
+      // Out of memory queueing its start (a strand of another poller). Nothing holds it or runs it yet, so
+      // it ends here: the client is reset, and it is counted and logged like any other, not left
+      // registered until the connect-timeout sweep.
+      session->end(ConnectionEnd::downstream_reset, /*graceful=*/false);
+    }
   }
 
-  /// On the session's executor, exactly once: account, log, forget.
+  /// Exactly once, on the session's executor (or the acceptor's, for one whose start could not be queued):
+  /// account, log, forget.
   void finished(Session& session) noexcept {
     const ConnectionRecord& record = session.record_;
     account(record);
