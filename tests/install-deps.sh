@@ -4,7 +4,7 @@ set -euo pipefail
 packages=(
   cmake make g++ git pkg-config
   libasio-dev catch2 libbenchmark-dev libcli11-dev libspdlog-dev libfmt-dev
-  iproute2 iptables ncat iperf3 procps curl jq python3 util-linux
+  iproute2 iptables nftables ncat iperf3 procps curl jq python3 util-linux
   clang libclang-rt-14-dev
 )
 missing=()

@@ -83,6 +83,27 @@ in_pod "$SIDECAR" init --clean >/dev/null   # nothing left to remove: still succ
 [ "$(snapshot)" = "$before" ] || fail "a second --clean changed something"
 pass "init --clean leaves the tables exactly as before: the user's rules kept, the table init created deleted"
 
+# --- without nft(8) --clean cannot delete the IPv6 table init created: it says so, keeps the table's marker
+# chain (and nothing else of init's), and a later --clean with nft deletes the table
+NO_NFT=$(mktemp -d)
+trap 'rm -rf "$NO_NFT"; cleanup' EXIT
+for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore ip; do
+  ln -s "$(command -v "$t")" "$NO_NFT/$t"
+done
+in_pod "$SIDECAR" init >/dev/null
+err=$(in_pod env PATH="$NO_NFT" "$SIDECAR" init --clean 2>&1 >/dev/null) || fail "--clean without nft failed: $err"
+grep -q "'nft' not found in PATH" <<<"$err" && grep -q 'IPv6 nat table' <<<"$err" ||
+  fail "--clean without nft did not say which table it left: $err"
+left=$(in_pod ip6tables-save -t nat)
+grep -qx ':PODPROXY_ADDED_TABLE - \[0:0\]' <<<"$left" || fail "--clean without nft dropped the table's marker: $left"
+[ "$(grep -c 'PODPROXY_' <<<"$left")" -eq 1 ] || fail "--clean without nft left more than the marker: $left"
+grep -qx -- '-A OUTPUT -p tcp -m tcp --dport 9999 -j RETURN' <<<"$(in_pod iptables-save -t nat)" || fail "user rule lost"
+in_pod "$SIDECAR" init --clean >/dev/null
+[ "$(snapshot)" = "$before" ] || { diff <(echo "$before") <(snapshot) >&2; fail "--clean with nft left the table"; }
+rm -rf "$NO_NFT"
+trap cleanup EXIT
+pass "without nft, --clean says it leaves the IPv6 table with its marker; --clean with nft then deletes it"
+
 # --- an address init did not add is not init's to remove
 in_pod ip -6 addr add ::6/128 dev lo
 before=$(snapshot)

@@ -186,6 +186,7 @@ struct FamilyPlan {
   std::string transaction;                        // iptables-restore --noflush input ("" for nothing)
   std::vector<std::vector<std::string>> after;    // ip commands, once the rules are in
   std::vector<std::string> tables_to_drop;        // tables init created that it no longer uses
+  std::vector<std::string> tables_kept;           // ...that it cannot delete (no nft): their marker stays
   std::vector<std::string> new_tables;            // tables the transaction creates (dropped on rollback)
 };
 
@@ -221,10 +222,18 @@ FamilyPlan plan(const capture::CaptureConfig& config, Family family, bool clean)
       capture::add_marker(desired, name, std::string(capture::table_marker));
     }
   }
+  // Deleting an nf_tables table takes nft(8). Without it the table stays, and so does its marker, so that a
+  // later --clean with nft can still tell that init created it.
+  const bool nft_missing = saved.nf_tables && host::find_in_path("nft").empty();
   for (const auto& [name, table] : saved.tables) {
     if (saved.has_chain(name, capture::table_marker) &&
         std::find(wanted_tables.begin(), wanted_tables.end(), name) == wanted_tables.end()) {
-      p.tables_to_drop.push_back(name);
+      if (nft_missing) {
+        p.tables_kept.push_back(name);
+        capture::add_marker(desired, name, std::string(capture::table_marker));
+      } else {
+        p.tables_to_drop.push_back(name);
+      }
     }
   }
   p.transaction = capture::apply_transaction(desired, saved);
@@ -238,6 +247,10 @@ void print_plan(const FamilyPlan& p) {
   for (const auto& name : p.tables_to_drop) {
     fmt::print("# {}: nft delete table {} {} (init created it; only if nothing else uses it)\n", family_name(family),
                nft_family(family), name);
+  }
+  for (const auto& name : p.tables_kept) {
+    fmt::print("# {}: the {} table init created stays, with its marker chain: 'nft' not found in PATH\n",
+               family_name(family), name);
   }
 }
 
@@ -298,8 +311,14 @@ void run_init(const InitFlags& flags) {
   }
   for (const auto& p : plans) {
     for (const auto& argv : p.after) must_run(argv);
-    if (p.saved.nf_tables && !host::find_in_path("nft").empty()) {
+    if (p.saved.nf_tables) {
       for (const auto& name : p.tables_to_drop) drop_table_if_unused(p.family, nft_family(p.family), name);
+    }
+    for (const auto& name : p.tables_kept) {
+      fmt::print(stderr,
+                 "podproxy-sidecar init: 'nft' not found in PATH (Debian package: nftables): the {} {} table that "
+                 "init created is left in place with only its marker chain {}; --clean with nft deletes it\n",
+                 family_name(p.family), name, capture::table_marker);
     }
     fmt::print("podproxy-sidecar init: {} capture rules {}\n", family_name(p.family),
                flags.clean ? "removed" : "applied");
