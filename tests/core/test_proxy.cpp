@@ -45,8 +45,10 @@ std::string ping(const tcp::endpoint& to) {
   set_timeouts(client, 20s);
   // A reset that arrives before the request is reported by the write, as ncat reports it.
   asio::write(client, asio::buffer(std::string_view("ping\n")), ec);
-  if (!ec) client.shutdown(tcp::socket::shutdown_send, ec);
   if (ec) return "error: " + ec.message();
+  // A reset that arrives between the write and the shutdown closes the socket: the shutdown fails with
+  // ENOTCONN and the reset stays pending on the socket, so the read below reports it.
+  client.shutdown(tcp::socket::shutdown_send, ec);
   const auto [text, error] = read_to_end(client);
   return error ? "error: " + error.message() : text;
 }
