@@ -214,7 +214,8 @@ class Acceptor {
     const bool v6 = ep.address().is_v6();
     // Not an asio::ip::tcp::acceptor: Asio's reactor would register the descriptor, and report every
     // incoming connection to its epoll_wait even while a Proxy watches the listener in its own set.
-    listener_ = NativeSocket(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
+    listener_ =
+        NativeSocket(::socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, IPPROTO_TCP));
     if (!listener_.is_open()) fail_errno("socket");
     const int fd = listener_.native_handle();
     const int one = 1;

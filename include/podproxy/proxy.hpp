@@ -325,7 +325,8 @@ class Proxy {
       if (cut_.load(std::memory_order_relaxed)) return end(ConnectionEnd::drained, false);
       slot_ = poller_.attach(this);
       // A non-blocking connect(2); the upstream's first event (writable, or an error) completes it.
-      const int rc = ::connect(sockets_[1].native_handle(), target.endpoint.data(), static_cast<socklen_t>(target.endpoint.size()));
+      const int rc = ::connect(sockets_[1].native_handle(), target.endpoint.data(),
+                               static_cast<socklen_t>(target.endpoint.size()));
       if (rc != 0 && errno != EINPROGRESS && errno != EINTR) {
         record_.error.assign(errno, asio::error::get_system_category());
         return end(ConnectionEnd::upstream_connect_failed, false);
@@ -463,7 +464,8 @@ class Proxy {
     /// Before direction `d` reads again. The change reports what queued meanwhile (a FIN too). False, and
     /// the connection ended, if the source cannot be watched again.
     bool unmute_source(int d) {
-      const std::error_code ec = poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/true, /*output=*/true);
+      const std::error_code ec =
+          poller_.rewatch(sockets_[d].native_handle(), slot_, d, /*input=*/true, /*output=*/true);
       if (ec) {
         record_.error = ec;
         end(d == 0 ? ConnectionEnd::downstream_reset : ConnectionEnd::upstream_reset, false);
@@ -476,7 +478,9 @@ class Proxy {
     PumpStep transfer(int d) {
       const int source = sockets_[d].native_handle();
       const int sink = sockets_[1 - d].native_handle();
-      if constexpr (requires(Pump& pump) { { pump.transfer(source, sink, TransferHint{}) } -> std::same_as<PumpStep>; }) {
+      if constexpr (requires(Pump& pump) {
+                      { pump.transfer(source, sink, TransferHint{}) } -> std::same_as<PumpStep>;
+                    }) {
         return pumps_[d].transfer(source, sink, TransferHint{.source_ending = (ready_[d] & peer_closed) != 0});
       } else {
         return pumps_[d].transfer(source, sink);

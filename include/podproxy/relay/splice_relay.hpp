@@ -27,8 +27,9 @@ struct SpliceRelayOptions {
 };
 
 /// Moves bulk without copying it through user space: splice(source socket -> pipe) then
-/// splice(pipe -> sink socket); small messages are copied (like HAProxy's splice-auto). Each direction borrows a pipe from the pool when data arrives and gives
-/// it back once the pipe is empty and the source has nothing more, so an idle connection holds no pipe.
+/// splice(pipe -> sink socket); small messages are copied (like HAProxy's splice-auto). Each direction
+/// borrows a pipe from the pool when data arrives and gives it back once the pipe is empty and the source
+/// has nothing more, so an idle connection holds no pipe.
 /// When the pool lends none, the burst is copied through a small buffer instead; when splice(2) is not
 /// supported for the sockets (EINVAL or ENOSYS before the first byte entered a pipe) the direction copies
 /// from then on.
