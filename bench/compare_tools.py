@@ -254,6 +254,14 @@ GOALS = [
     ("keep-alive p99 no worse than HAProxy's (p99 us, same round)", "ka_p99_us", lambda r: r <= 1.0),
 ]
 
+# The same rate and p99 goals read off the head-to-head runs (podproxy, HAProxy, HAProxy, podproxy back to back):
+# (title, test, wrk figure, how the per-round ratio passes). Per round: podproxy's two runs summed over HAProxy's.
+H2H_GOALS = [
+    ("short-connection rate >= 1.0x HAProxy, head to head", "h2h_wrk_close", "rps", lambda r: r >= 1.0),
+    ("keep-alive request rate >= 1.0x HAProxy, head to head", "h2h_wrk_keepalive", "rps", lambda r: r >= 1.0),
+    ("keep-alive p99 no worse than HAProxy's, head to head", "h2h_wrk_keepalive", "p99_us", lambda r: r <= 1.0),
+]
+
 
 def report(args):
     runs = {}  # proxy -> test -> round -> record
@@ -293,6 +301,15 @@ def report(args):
 
     def div(a, b):
         return a / b if a is not None and b else None
+
+    def head_to_head(test, key, rnd):
+        r = record("podproxy-splice", test, rnd)
+        if not r:
+            return None
+        mine, peer = r.get("mine_runs", []), r.get("peer_runs", [])
+        if not mine or not peer or any("error" in x or x.get(key) is None for x in mine + peer):
+            return None
+        return div(sum(x[key] for x in mine), sum(x[key] for x in peer))
 
     by_round = {p: {n: per_round(p, n) for n in rounds} for p in proxies}
     metrics = {}
@@ -345,6 +362,7 @@ def report(args):
                          f" | {fmt(div(metrics[mine]['idle_b'], metrics[peer]['idle_b']))} |")
 
     goals = []
+    head_to_head_goals = {}
     if "podproxy-splice" in metrics and "haproxy" in metrics:
         for title, key, passes in GOALS:
             per = [div(by_round["podproxy-splice"][n][key], by_round["haproxy"][n][key]) for n in rounds]
@@ -353,6 +371,14 @@ def report(args):
             goals.append((title, fmt_summary(s), s["median"] is not None and passes(s["median"]), met, s["n"]))
         m = metrics["podproxy-splice"]
         idle_ok = m["idle_b"] is not None and m["idle_b"] <= 1024 and m["idle_pipes"] == 0
+        for title, test, key, passes in H2H_GOALS:
+            if not any(record("podproxy-splice", test, n) for n in rounds):
+                continue  # results from before the head-to-head runs existed
+            per = [head_to_head(test, key, n) for n in rounds]
+            s = summary(per)
+            head_to_head_goals[f"{test}:{key}"] = s
+            met = sum(1 for r in per if r is not None and passes(r))
+            goals.append((title, fmt_summary(s), s["median"] is not None and passes(s["median"]), met, s["n"]))
         goals.append(("idle connection <= 1 KiB user space and no pipe",
                       f"{fmt(m['idle_b'], 0)} B, {'-' if m['idle_pipes'] is None else m['idle_pipes']} pipes",
                       idle_ok, int(idle_ok), 1))
@@ -381,6 +407,13 @@ def report(args):
                         errors.append(f"{where} {side}: {r[side]['error']}")
                     if isinstance(r.get(side), dict) and r[side].get("socket_errors"):
                         errors.append(f"{where} {side}: wrk socket errors {r[side]['socket_errors']}")
+                for side in ("mine_runs", "peer_runs"):
+                    for i, run in enumerate(r.get(side, [])):
+                        who = f"{p if side == 'mine_runs' else r.get('peer')} run {i + 1}"
+                        if "error" in run:
+                            errors.append(f"{where} {who}: {run['error']}")
+                        if run.get("socket_errors"):
+                            errors.append(f"{where} {who}: wrk socket errors {run['socket_errors']}")
     if errors:
         lines.append("")
         lines.append("Failed or suspect measurements (left out above):")
@@ -390,7 +423,8 @@ def report(args):
     with open(os.path.join(args.out, "compare.md"), "w") as f:
         f.write(text + "\n")
     with open(os.path.join(args.out, "compare.json"), "w") as f:
-        json.dump({"rounds": len(rounds), "proxies": metrics, "podproxy_vs_peer": pairs}, f, indent=1)
+        json.dump({"rounds": len(rounds), "proxies": metrics, "podproxy_vs_peer": pairs,
+                   "head_to_head": head_to_head_goals}, f, indent=1)
 
     # Chart: median ratio to direct per proxy, with the rounds' range as error bars, for throughput (1 and 4
     # streams) and request rates.

@@ -1,7 +1,8 @@
 #!/bin/bash
 # bench/compare_tools.py report on results made up for the test: each cell is the median of the per-round
 # ratios with their range, a podproxy/peer ratio is taken inside each round before the median, a failed
-# measurement is left out and listed, and the goals table counts the rounds that met each goal. Then
+# measurement is left out and listed, and the goals table counts the rounds that met each goal, also for the
+# head-to-head runs (podproxy's two runs over HAProxy's two, per round). Then
 # bench/compare and bench/cpu_split refuse bad settings with exit status 2 before they install, build or
 # start anything.
 set -uo pipefail
@@ -32,6 +33,21 @@ with open(sys.argv[1], "w") as f:
             close = {"error": "no Requests/sec in wrk output"} if (proxy, rnd) == ("haproxy", 2) else {"rps": x}
             put(rnd, proxy, "wrk_close", {"rps": 10}, close)
             put(rnd, proxy, "wrk_keepalive", {"rps": 10, "p99_us": 100}, {"rps": x, "p99_us": 10 * x})
+    # Head to head, per round: podproxy's two runs summed over HAProxy's two.
+    # close: 18/18 = 1.00, 22/20 = 1.10, round 3 has a failed HAProxy run (left out, listed).
+    # keep-alive rps 18/20 = 0.90 each round; p99 220/200 = 1.10, 180/200 = 0.90, 180/200 = 0.90.
+    failed = {"error": "no Requests/sec in wrk output"}
+    close = {1: ([8, 10], [9, 9]), 2: ([10, 12], [10, 10]), 3: ([10, 10], [10, None])}
+    p99 = {1: ([100, 120], [100, 100]), 2: ([90, 90], [100, 100]), 3: ([80, 100], [100, 100])}
+    for rnd in (1, 2, 3):
+        runs = lambda xs: [{"rps": x} if x is not None else failed for x in xs]
+        mine, peer = close[rnd]
+        f.write(json.dumps({"round": rnd, "proxy": "podproxy-splice", "peer": "haproxy", "test": "h2h_wrk_close",
+                            "mine_runs": runs(mine), "peer_runs": runs(peer)}) + "\n")
+        mine, peer = p99[rnd]
+        f.write(json.dumps({"round": rnd, "proxy": "podproxy-splice", "peer": "haproxy", "test": "h2h_wrk_keepalive",
+                            "mine_runs": [{"rps": 9, "p99_us": x} for x in mine],
+                            "peer_runs": [{"rps": 10, "p99_us": x} for x in peer]}) + "\n")
     put(1, "podproxy-splice", "idle", {}, {"bytes_per_conn": 700, "pipes_added": 0})
     put(1, "haproxy", "idle", {}, {"bytes_per_conn": 3300, "pipes_added": 0})
 PY
@@ -51,6 +67,14 @@ check "goal met by the median, 2 rounds of 3" has "$md" "| 1-stream throughput >
 check "CPU goal missed" has "$md" "| proxy CPU-s per GB <= 0.6x HAProxy's | 1.40 (1.00-1.50) | no | 0 of 3 |"
 check "short connections over the two rounds measured" has "$md" "| short-connection rate >= 1.0x HAProxy | 1.45 (1.40-1.50) | yes | 2 of 2 |"
 check "p99 compared in microseconds" has "$md" "| keep-alive p99 no worse than HAProxy's (p99 us, same round) | 1.40 (1.00-1.50) | no | 1 of 3 |"
+check "head to head: short connections, round 3 left out" has "$md" \
+  "| short-connection rate >= 1.0x HAProxy, head to head | 1.05 (1.00-1.10) | yes | 2 of 2 |"
+check "head to head: keep-alive rate" has "$md" "| keep-alive request rate >= 1.0x HAProxy, head to head | 0.90 | no | 0 of 3 |"
+check "head to head: p99" has "$md" "| keep-alive p99 no worse than HAProxy's, head to head | 0.90 (0.90-1.10) | yes | 2 of 3 |"
+check "head to head: the failed run listed" has "$md" \
+  "- podproxy-splice h2h_wrk_close round 3 haproxy run 2: no Requests/sec in wrk output"
+check "json has the head-to-head goals" python3 -c "import json,sys; d=json.load(open('$tmp/out/compare.json')); \
+sys.exit(0 if abs(d['head_to_head']['h2h_wrk_close:rps']['median'] - 1.05) < 1e-9 else 1)"
 check "idle goal" has "$md" "| idle connection <= 1 KiB user space and no pipe | 700 B, 0 pipes | yes | 1 of 1 |"
 check "json has the rounds" python3 -c "import json,sys; d=json.load(open('$tmp/out/compare.json')); sys.exit(0 if d['rounds']==3 and len(d['proxies']['haproxy']['rounds'])==3 else 1)"
 
@@ -58,6 +82,13 @@ check "json has the rounds" python3 -c "import json,sys; d=json.load(open('$tmp/
 grep '"round": 1' "$tmp/results.jsonl" >"$tmp/one.jsonl"
 python3 "$bench/compare_tools.py" report "$tmp/one.jsonl" "$tmp/out" >/dev/null 2>&1
 check "one round: no range" has "$md" "| podproxy-splice | 0.70 | 0.70 | 0.70 |"
+
+# Results from before the head-to-head runs existed: no head-to-head rows.
+grep -v h2h_ "$tmp/results.jsonl" >"$tmp/old.jsonl"
+python3 "$bench/compare_tools.py" report "$tmp/old.jsonl" "$tmp/out" >/dev/null 2>&1
+check "old results: report exits 0" test $? -eq 0
+check "old results: no head-to-head rows" bash -c "! grep -q 'head to head' '$md'"
+check "old results: the other goals still there" has "$md" "| 1-stream throughput >= 1.2x HAProxy | 1.40 (1.00-1.50) | yes | 2 of 3 |"
 
 # Bad settings: exit 2, the message names the setting, nothing started.
 for setting in COMPARE_ROUNDS=0 COMPARE_SECONDS=abc COMPARE_IDLE=-5; do
