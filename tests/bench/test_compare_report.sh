@@ -2,7 +2,8 @@
 # bench/compare_tools.py report on results made up for the test: each cell is the median of the per-round
 # ratios with their range, a podproxy/peer ratio is taken inside each round before the median, a failed
 # measurement is left out and listed, and the goals table counts the rounds that met each goal, also for the
-# head-to-head runs (podproxy's two runs over HAProxy's two, per round). Then
+# head-to-head runs (podproxy's two runs over HAProxy's two, per round); the 2-thread goal says whether one
+# thread bounded the 4-stream runs (its CPU, iperf3's, the machine's CPU count). Then
 # bench/compare and bench/cpu_split refuse bad settings with exit status 2 before they install, build or
 # start anything.
 set -uo pipefail
@@ -29,10 +30,15 @@ with open(sys.argv[1], "w") as f:
         for proxy, got in (("podproxy-splice", pod), ("haproxy", hap)):
             x = got[rnd - 1]
             put(rnd, proxy, "iperf1", {"bps": 10, "bytes": 1e9}, {"bps": x, "bytes": 1e9, "proxy_cpu_s": x / 10})
-            put(rnd, proxy, "iperf4", {"bps": 10, "bytes": 1e9}, {"bps": x, "bytes": 1e9, "proxy_cpu_s": 0.1})
+            # 4 streams, 5 s (bytes * 8 / bps = 5 too): podproxy-splice busy 0.50, 0.60, 0.95 of one CPU.
+            iperf4 = {"bps": x, "bytes": 5 * x / 8, "seconds": 5, "proxy_cpu_s": [2.5, 3.0, 4.75][rnd - 1],
+                      "client_cpu_pct": [70, 74, 80][rnd - 1], "server_cpu_pct": [50, 55, 60][rnd - 1]}
+            put(rnd, proxy, "iperf4", {"bps": 10, "bytes": 1e9}, iperf4)
             close = {"error": "no Requests/sec in wrk output"} if (proxy, rnd) == ("haproxy", 2) else {"rps": x}
             put(rnd, proxy, "wrk_close", {"rps": 10}, close)
             put(rnd, proxy, "wrk_keepalive", {"rps": 10, "p99_us": 100}, {"rps": x, "p99_us": 10 * x})
+        # 2 threads, 4 streams: 7, 10, 9 against the 1-thread 7, 8, 9 -> 1.00, 1.25, 1.00 (1 of 3 above 1.0).
+        put(rnd, "podproxy-splice-2t", "iperf4", {"bps": 10, "bytes": 1e9}, {"bps": [7, 10, 9][rnd - 1], "bytes": 1e9})
     # Head to head, per round: podproxy's two runs summed over HAProxy's two.
     # close: 18/18 = 1.00, 22/20 = 1.10, round 3 has a failed HAProxy run (left out, listed).
     # keep-alive rps 18/20 = 0.90 each round; p99 220/200 = 1.10, 180/200 = 0.90, 180/200 = 0.90.
@@ -52,6 +58,7 @@ with open(sys.argv[1], "w") as f:
     put(1, "haproxy", "idle", {}, {"bytes_per_conn": 3300, "pipes_added": 0})
 PY
 mkdir -p "$tmp/out"
+echo "nproc: 2" >"$tmp/out/machine.txt"  # bench/compare writes it there before the report
 python3 "$bench/compare_tools.py" report "$tmp/results.jsonl" "$tmp/out" >"$tmp/report.txt" 2>"$tmp/report.err"
 check "report exits 0" test $? -eq 0
 cat "$tmp/report.txt"
@@ -76,6 +83,15 @@ check "head to head: the failed run listed" has "$md" \
 check "json has the head-to-head goals" python3 -c "import json,sys; d=json.load(open('$tmp/out/compare.json')); \
 sys.exit(0 if abs(d['head_to_head']['h2h_wrk_close:rps']['median'] - 1.05) < 1e-9 else 1)"
 check "idle goal" has "$md" "| idle connection <= 1 KiB user space and no pipe | 700 B, 0 pipes | yes | 1 of 1 |"
+check "2-thread goal: 2t over 1t per round" has "$md" \
+  "| 2 threads: 4-stream throughput above 1 thread (2t / 1t) | 1.00 (1.00-1.25) | no | 1 of 3 |"
+check "2-thread goal: the 1-thread proxy's CPU, iperf3's, the machine's CPUs" has "$md" \
+  "the 1-thread podproxy-splice was busy 0.60 (0.50-0.95) of one CPU; iperf3's client used 74 (70-80)"
+check "2-thread goal: iperf3's server" has "$md" \
+  "and its server 55 (50-60) percent of one CPU (each is single-threaded); the machine has 2 CPUs"
+check "2-thread goal: not bound by one thread" has "$md" "One thread was not the bottleneck (below 0.9 of a CPU)"
+check "json: one thread's busy fraction" python3 -c "import json,sys; d=json.load(open('$tmp/out/compare.json')); \
+t=d['one_thread_4_streams']; sys.exit(0 if abs(t['busy_median'] - 0.6) < 1e-9 and t['proxy_bound'] is False and t['cpus'] == 2 else 1)"
 check "json has the rounds" python3 -c "import json,sys; d=json.load(open('$tmp/out/compare.json')); sys.exit(0 if d['rounds']==3 and len(d['proxies']['haproxy']['rounds'])==3 else 1)"
 
 # One round: plain figures, no ranges.
@@ -89,6 +105,35 @@ python3 "$bench/compare_tools.py" report "$tmp/old.jsonl" "$tmp/out" >/dev/null 
 check "old results: report exits 0" test $? -eq 0
 check "old results: no head-to-head rows" bash -c "! grep -q 'head to head' '$md'"
 check "old results: the other goals still there" has "$md" "| 1-stream throughput >= 1.2x HAProxy | 1.40 (1.00-1.50) | yes | 2 of 3 |"
+
+# One thread busy 0.95-1.0 of a CPU: it bounds the 4-stream figure, and the goal is read as measured.
+python3 - "$tmp/results.jsonl" "$tmp/bound.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f, open(sys.argv[2], "w") as out:
+    for line in f:
+        r = json.loads(line)
+        if r["test"] == "iperf4" and r["proxy"] == "podproxy-splice":
+            r["proxied"]["proxy_cpu_s"] = {1: 4.75, 2: 4.9, 3: 5.0}[r["round"]]
+        out.write(json.dumps(r) + "\n")
+PY
+python3 "$bench/compare_tools.py" report "$tmp/bound.jsonl" "$tmp/out" >/dev/null 2>&1
+check "bound by one thread: said so" has "$md" "busy 0.98 (0.95-1.00) of one CPU"
+check "bound by one thread: read as measured" has "$md" "One thread was the bottleneck: the goal is read as measured."
+
+# Results from before iperf3's seconds and CPU were kept: the seconds from bytes over rate, no iperf3 CPU.
+python3 - "$tmp/results.jsonl" "$tmp/noseconds.jsonl" <<'PY'
+import json, sys
+with open(sys.argv[1]) as f, open(sys.argv[2], "w") as out:
+    for line in f:
+        r = json.loads(line)
+        for key in ("seconds", "client_cpu_pct", "server_cpu_pct"):
+            r.get("proxied", {}).pop(key, None)
+        out.write(json.dumps(r) + "\n")
+PY
+rm "$tmp/out/machine.txt"
+python3 "$bench/compare_tools.py" report "$tmp/noseconds.jsonl" "$tmp/out" >/dev/null 2>&1
+check "older results: busy from bytes over rate, nothing on iperf3 or the CPU count" has "$md" \
+  "was busy 0.60 (0.50-0.95) of one CPU. One thread was not the bottleneck"
 
 # Bad settings: exit 2, the message names the setting, nothing started.
 for setting in COMPARE_ROUNDS=0 COMPARE_SECONDS=abc COMPARE_IDLE=-5; do
