@@ -20,6 +20,7 @@ enum class ConnectionEnd {
   completed,                ///< relayed until both sides finished
   refused_by_policy,        ///< the policy returned no upstream
   loop_refused,             ///< the upstream would have been this proxy's own listener
+  loopback_refused,         ///< a client off loopback asked for a loopback destination (ProxyOptions::loopback_guard)
   upstream_connect_failed,  ///< refused, unreachable, source bind failed: the client was reset
   upstream_connect_timeout, ///< no answer within the connect timeout: the client was reset
   downstream_reset,         ///< the client reset during the relay
@@ -33,6 +34,7 @@ enum class ConnectionEnd {
     case ConnectionEnd::completed: return "completed";
     case ConnectionEnd::refused_by_policy: return "refused_by_policy";
     case ConnectionEnd::loop_refused: return "loop_refused";
+    case ConnectionEnd::loopback_refused: return "loopback_refused";
     case ConnectionEnd::upstream_connect_failed: return "upstream_connect_failed";
     case ConnectionEnd::upstream_connect_timeout: return "upstream_connect_timeout";
     case ConnectionEnd::downstream_reset: return "downstream_reset";
@@ -44,13 +46,14 @@ enum class ConnectionEnd {
 }
 
 /// Envoy-style response flags for an access log ("-" when none): UF upstream connection failure, UT
-/// upstream connect timeout, NR no route (refused by the policy or the loop guard), UR upstream remote
-/// reset, DR downstream remote reset, SI idle timeout, DT cut at the drain deadline.
+/// upstream connect timeout, NR no route (refused by the policy, the loop guard or the loopback guard), UR
+/// upstream remote reset, DR downstream remote reset, SI idle timeout, DT cut at the drain deadline.
 [[nodiscard]] constexpr std::string_view response_flags(ConnectionEnd end) noexcept {
   switch (end) {
     case ConnectionEnd::completed: return "-";
     case ConnectionEnd::refused_by_policy: return "NR";
     case ConnectionEnd::loop_refused: return "NR";
+    case ConnectionEnd::loopback_refused: return "NR";
     case ConnectionEnd::upstream_connect_failed: return "UF";
     case ConnectionEnd::upstream_connect_timeout: return "UT";
     case ConnectionEnd::downstream_reset: return "DR";

@@ -1,6 +1,8 @@
 // What the acceptor learns about an accepted connection: the facts every upstream policy decides from.
 #pragma once
 
+#include <podproxy/address.hpp>
+
 #include <asio/ip/tcp.hpp>
 
 namespace podproxy {
@@ -15,5 +17,12 @@ struct Downstream {
   /// Where the client meant to go: SO_ORIGINAL_DST for a REDIRECTed connection, `local` otherwise.
   asio::ip::tcp::endpoint original_destination;
 };
+
+/// Whether a client that is not on this host's loopback asks for a loopback destination. The kernel drops
+/// such packets arriving from the network (martian destinations) unless a NAT or TPROXY rule rewrites them
+/// first, so a proxy that delivered them would make a loopback-only service reachable from outside.
+[[nodiscard]] inline bool crosses_into_loopback(const Downstream& downstream) {
+  return is_loopback(downstream.original_destination.address()) && !is_loopback(downstream.peer.address());
+}
 
 }  // namespace podproxy

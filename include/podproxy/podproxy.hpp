@@ -6,6 +6,7 @@
 #include <podproxy/concepts/relay.hpp>
 #include <podproxy/concepts/upstream_policy.hpp>
 #include <podproxy/connection_record.hpp>
+#include <podproxy/address.hpp>
 #include <podproxy/downstream.hpp>
 #include <podproxy/native_socket.hpp>
 #include <podproxy/original_dst.hpp>

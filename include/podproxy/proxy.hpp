@@ -47,6 +47,12 @@ struct ProxyOptions {
   /// Endpoints that are this proxy besides its own listener (the sidecar's other listeners): the loop
   /// guard refuses upstreams that name any of them.
   std::vector<asio::ip::tcp::endpoint> own_endpoints{};
+  /// Refuse a connection whose original destination is a loopback address (127.0.0.0/8, ::1, or their
+  /// IPv4-mapped form) when its client is not on loopback (crosses_into_loopback()), whatever the policy
+  /// says. Without a proxy the kernel drops such packets arriving from the network; a REDIRECT rule in
+  /// PREROUTING rewrites them before that check, so without this guard a neighbour that routes 127.0.0.0/8
+  /// to the pod would reach its loopback-only services. Turn off only in a proxy meant to expose them.
+  bool loopback_guard = true;
   /// Called once per finished connection, on that connection's poller (so possibly from several threads
   /// at once). Must not block.
   std::function<void(const ConnectionRecord&)> on_complete{};
@@ -313,6 +319,9 @@ class Proxy {
 
     void begin() {
       if (phase_.load(std::memory_order_relaxed) != Phase::connecting) return;  // cut before it began
+      if (proxy_.options_.loopback_guard && crosses_into_loopback(record_.downstream)) {
+        return end(ConnectionEnd::loopback_refused, false);
+      }
       record_.upstream = proxy_.policy_.upstream_for(record_.downstream);
       if (!record_.upstream) return end(ConnectionEnd::refused_by_policy, false);
       const UpstreamTarget& target = *record_.upstream;
@@ -736,6 +745,10 @@ class Proxy {
       case ConnectionEnd::loop_refused:
         detail::bump(stats_->downstream_cx_refused);
         detail::bump(stats_->downstream_cx_loop);
+        break;
+      case ConnectionEnd::loopback_refused:
+        detail::bump(stats_->downstream_cx_refused);
+        detail::bump(stats_->downstream_cx_loopback_refused);
         break;
       case ConnectionEnd::upstream_connect_timeout:
         detail::bump(stats_->upstream_cx_connect_timeout);

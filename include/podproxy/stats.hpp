@@ -19,8 +19,9 @@ struct ProxyStats {
   Counter downstream_cx_rx_bytes_total{0};  ///< bytes read from clients (and sent upstream)
   Counter downstream_cx_tx_bytes_total{0};  ///< bytes written to clients (read from upstreams)
   Counter downstream_cx_overflow{0};        ///< accept failures from running out of descriptors or memory
-  Counter downstream_cx_refused{0};         ///< connections the policy refused or the loop guard stopped
+  Counter downstream_cx_refused{0};         ///< connections the policy refused or a guard stopped
   Counter downstream_cx_loop{0};            ///< of those, connections whose upstream was this proxy itself
+  Counter downstream_cx_loopback_refused{0};  ///< of those, clients off loopback asking for a loopback address
   Counter downstream_cx_reset{0};           ///< connections the client reset
   Counter downstream_cx_drain_close{0};     ///< connections cut because the drain deadline passed
   Counter upstream_cx_total{0};             ///< upstream connection attempts
@@ -46,6 +47,7 @@ struct ProxyStats {
     emit("downstream_cx_overflow", downstream_cx_overflow);
     emit("downstream_cx_refused", downstream_cx_refused);
     emit("downstream_cx_loop", downstream_cx_loop);
+    emit("downstream_cx_loopback_refused", downstream_cx_loopback_refused);
     emit("downstream_cx_reset", downstream_cx_reset);
     emit("downstream_cx_drain_close", downstream_cx_drain_close);
     emit("upstream_cx_total", upstream_cx_total);

@@ -167,3 +167,28 @@ TEST_CASE("policy: response flags read as Envoy's", "[record]") {
   CHECK(response_flags(ConnectionEnd::completed) == "-");
   CHECK(to_string(ConnectionEnd::loop_refused) == "loop_refused");
 }
+
+TEST_CASE("downstream: a client off loopback asking for a loopback address crosses into loopback, in either "
+          "family and in the IPv4-mapped form", "[record]") {
+  const auto at = [](const char* peer, const char* destination) {
+    return Downstream{.peer = {make_address(peer), 40000},
+                      .local = {make_address("0.0.0.0"), 15006},
+                      .original_destination = {make_address(destination), 9001}};
+  };
+  CHECK(crosses_into_loopback(at("10.0.0.9", "127.0.0.1")));
+  CHECK(crosses_into_loopback(at("10.0.0.9", "127.3.2.1")));
+  CHECK(crosses_into_loopback(at("fd00::9", "::1")));
+  CHECK(crosses_into_loopback(at("::ffff:10.0.0.9", "::ffff:127.0.0.1")));
+  CHECK(crosses_into_loopback(at("fd00::9", "::ffff:127.0.0.1")));
+  CHECK_FALSE(crosses_into_loopback(at("127.0.0.1", "127.0.0.1")));
+  CHECK_FALSE(crosses_into_loopback(at("127.0.0.6", "127.0.0.1")));
+  CHECK_FALSE(crosses_into_loopback(at("::ffff:127.0.0.1", "127.0.0.1")));
+  CHECK_FALSE(crosses_into_loopback(at("::1", "::1")));
+  CHECK_FALSE(crosses_into_loopback(at("10.0.0.9", "10.0.0.5")));
+  CHECK_FALSE(crosses_into_loopback(at("10.0.0.9", "::ffff:10.0.0.5")));
+  CHECK(to_string(ConnectionEnd::loopback_refused) == "loopback_refused");
+  CHECK(response_flags(ConnectionEnd::loopback_refused) == "NR");
+  CHECK(is_loopback(make_address("::ffff:127.0.0.1")));
+  CHECK(unmapped(make_address("::ffff:10.1.2.3")) == make_address("10.1.2.3"));
+  CHECK(unmapped(make_address("fd00::1")) == make_address("fd00::1"));
+}

@@ -36,10 +36,14 @@ struct PongServer {
 };
 
 /// `echo ping | nc HOST PORT`: what the client printed, or the error it got.
-std::string ping(const tcp::endpoint& to) {
+std::string ping(const tcp::endpoint& to, std::optional<asio::ip::address> from = std::nullopt) {
   asio::io_context io;
   tcp::socket client(io);
   std::error_code ec;
+  if (from) {
+    client.open(to.protocol());
+    client.bind({*from, 0});
+  }
   client.connect(to, ec);
   if (ec) return "connect: " + ec.message();
   set_timeouts(client, 20s);
@@ -175,6 +179,71 @@ TEST_CASE("proxy: a connection whose upstream is the proxy itself is refused, no
                                                     .on_complete = more.callback()});
     CHECK(ping(guarded.endpoint()) == "error: Connection reset by peer");
     CHECK(more.wait(1).at(0).end == ConnectionEnd::loop_refused);
+  }
+}
+
+TEST_CASE("proxy: a client off loopback is refused a loopback original destination, whatever the policy "
+          "(a neighbour routing 127.0.0.0/8 to the pod)", "[proxy][netns]") {
+  if (!can_make_namespaces()) {
+    WARN("skipped: needs root and ip netns");
+    return;
+  }
+  const bool v6 = GENERATE(false, true);
+  const bool guard = GENERATE(true, false);
+  CAPTURE(v6, guard);
+  // The client connects from the pod IP to the loopback service, and a REDIRECT rule hands that connection
+  // to the proxy, as PREROUTING's capture does for a neighbour's SYN to 127.0.0.1: SO_ORIGINAL_DST then
+  // names the loopback service while the peer is off loopback.
+  NetNs ns(v6 ? "lbg6" : "lbg4");
+  ns.exec("ip link add eth0 type veth peer name eth0-peer");
+  ns.exec("ip link set eth0 up");
+  ns.exec("ip link set eth0-peer up");
+  const std::string tables = v6 ? "ip6tables" : "iptables";
+  const auto pod = asio::ip::make_address(v6 ? "fd00:98::5" : "10.98.0.5");
+  const auto loopback = asio::ip::make_address(v6 ? "::1" : "127.0.0.1");
+  if (v6) {
+    ns.exec("ip -6 addr add fd00:98::5/128 dev eth0 nodad");
+    ns.exec("ip -6 addr add ::6/128 dev lo nodad");
+  } else {
+    ns.exec("ip addr add 10.98.0.5/32 dev eth0");
+  }
+  ns.exec(tables + " -t nat -A OUTPUT -p tcp -s " + (v6 ? "::6" : "127.0.0.6") + " -j RETURN");
+  ns.exec(tables + " -t nat -A OUTPUT -p tcp -d " + loopback.to_string() + " --dport 9001 -j REDIRECT --to-ports 15006");
+  std::optional<PongServer> secret;
+  ns.run_inside([&] { secret.emplace(tcp::endpoint{loopback, 9001}); });
+
+  Records records;
+  const AcceptorOptions listen{.endpoint = {v6 ? asio::ip::address(asio::ip::address_v6::any())
+                                               : asio::ip::address(asio::ip::address_v4::any()), 15006}};
+  RunningProxy<PodIpPolicy, SpliceRelay> proxy(
+      PodIpPolicy{}, SpliceRelay{}, {.loopback_guard = guard, .on_complete = records.callback()}, listen, &ns);
+  std::string from_outside;
+  std::string from_loopback;
+  ns.run_inside([&] {
+    from_outside = ping({loopback, 9001}, pod);
+    from_loopback = ping({loopback, 9001}, loopback);
+  });
+  const auto done = records.wait(2);
+  REQUIRE(done.size() == 2);
+  const auto& outside = done[0].downstream.peer.address() == pod ? done[0] : done[1];
+  const auto& inside = done[0].downstream.peer.address() == pod ? done[1] : done[0];
+  CHECK(outside.downstream.original_destination == tcp::endpoint(loopback, 9001));
+  // A client on loopback is the pod itself: the guard lets it through.
+  CHECK(from_loopback == "pong\n");
+  CHECK(inside.end == ConnectionEnd::completed);
+  if (guard) {
+    CHECK(from_outside == "error: Connection reset by peer");
+    CHECK(outside.end == ConnectionEnd::loopback_refused);
+    CHECK(response_flags(outside.end) == "NR");
+    CHECK(!outside.upstream);
+    CHECK(proxy.stats().downstream_cx_loopback_refused == 1);
+    CHECK(proxy.stats().downstream_cx_refused == 1);
+    CHECK(proxy.stats().upstream_cx_total == 1);
+  } else {
+    // What the guard closes: the pod-ip policy dials the loopback service from 127.0.0.6.
+    CHECK(from_outside == "pong\n");
+    CHECK(outside.end == ConnectionEnd::completed);
+    CHECK(proxy.stats().downstream_cx_loopback_refused == 0);
   }
 }
 

@@ -13,7 +13,8 @@ STATS="$WORK/stats.txt"
 ip netns exec "$POD" curl -s -m 5 -D "$WORK/headers" http://127.0.0.1:15000/stats >"$STATS"
 grep -qi '^Content-Type: text/plain; version=0.0.4' "$WORK/headers" || fail "/stats content type"
 for name in downstream_cx_total downstream_cx_destroy downstream_cx_rx_bytes_total downstream_cx_tx_bytes_total \
-            downstream_cx_overflow downstream_cx_refused downstream_cx_loop downstream_cx_reset \
+            downstream_cx_overflow downstream_cx_refused downstream_cx_loop downstream_cx_loopback_refused \
+            downstream_cx_reset \
             downstream_cx_drain_close upstream_cx_total upstream_cx_connect_fail upstream_cx_connect_timeout \
             upstream_cx_reset idle_timeout; do
   grep -qx "# TYPE podproxy_$name counter" "$STATS" || fail "no counter TYPE line for $name"

@@ -18,6 +18,7 @@
 
 #include <cstddef>  // before any Asio header: see http.hpp
 
+#include <podproxy/address.hpp>
 #include <podproxy/connection_record.hpp>
 
 #include <fmt/format.h>
@@ -31,10 +32,7 @@ namespace sidecar {
 
 /// IPv4 as 1.2.3.4:80, IPv6 as [::1]:80, v4-mapped IPv6 as the IPv4 it is.
 inline std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
-  auto address = ep.address();
-  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
-    address = asio::ip::make_address_v4(asio::ip::v4_mapped, address.to_v6());
-  }
+  const auto address = podproxy::unmapped(ep.address());
   if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), ep.port());
   return fmt::format("{}:{}", address.to_string(), ep.port());
 }
