@@ -56,7 +56,33 @@ TEST_CASE("capture rules: IPv6 uses ::6 and ::1 where IPv4 uses 127.0.0.6 and 12
   const auto text = restore_text(capture_rules(CaptureConfig{}, Family::v6));
   CHECK(has_line(text, "-A PODPROXY_OUTPUT -o lo -s ::6/128 -j RETURN"));
   CHECK(has_line(text, "-A PODPROXY_OUTPUT -d ::1/128 -j RETURN"));
-  CHECK(text.find("127.0.0") == std::string::npos);
+  CHECK(text.find("127.0.0.1") == std::string::npos);
+  CHECK(text.find("127.0.0.6") == std::string::npos);
+}
+
+TEST_CASE("capture rules: inbound packets addressed to loopback are left to the kernel, first thing, in both "
+          "modes and families", "[init]") {
+  for (const auto mode : {Mode::redirect, Mode::tproxy}) {
+    CaptureConfig config;
+    config.mode = mode;
+    const auto table = mode == Mode::redirect ? "nat" : "mangle";
+    for (const auto& [family, ranges] :
+         {std::pair{Family::v4, std::vector<std::string>{"127.0.0.0/8"}},
+          std::pair{Family::v6, std::vector<std::string>{"::1/128", "::ffff:127.0.0.0/104"}}}) {
+      const auto set = capture_rules(config, family);
+      const auto inbound = std::find_if(set.tables.begin(), set.tables.end(), [&](const auto& t) { return t.name == table; });
+      REQUIRE(inbound != set.tables.end());
+      std::vector<std::string> chain;
+      for (const auto& rule : inbound->rules) {
+        if (rule.rfind("-A PODPROXY_INBOUND ", 0) == 0) chain.push_back(rule);
+      }
+      INFO(restore_text(set));
+      REQUIRE(chain.size() > ranges.size());
+      for (std::size_t i = 0; i < ranges.size(); ++i) {
+        CHECK(chain[i] == "-A PODPROXY_INBOUND -p tcp ! -i lo -d " + ranges[i] + " -j RETURN");
+      }
+    }
+  }
 }
 
 TEST_CASE("capture rules: flags change the ports and ids and exclusions and the inbound port list", "[init]") {

@@ -80,6 +80,22 @@ inline std::vector<std::uint16_t> inbound_exempt_ports(const CaptureConfig& conf
   return sorted_unique(std::move(ports));
 }
 
+/// Loopback destinations in `family` (IPv6's includes the IPv4-mapped 127.0.0.0/8).
+inline std::vector<std::string_view> loopback_ranges(Family family) {
+  if (family == Family::v6) return {"::1/128", "::ffff:127.0.0.0/104"};
+  return {"127.0.0.0/8"};
+}
+
+/// The first rules of PODPROXY_INBOUND (either table): a packet from the network addressed to a loopback
+/// address is left alone, so the kernel drops it as a martian as it would without a sidecar. Captured, it
+/// would be rewritten before that check and reach loopback-only services (ProxyOptions::loopback_guard is
+/// the proxy's own line of defence against the same).
+inline void leave_loopback_alone(std::vector<std::string>& rules, Family family) {
+  for (const auto range : loopback_ranges(family)) {
+    rules.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp ! -i lo -d {} -j RETURN", range));
+  }
+}
+
 inline TableRules nat_table(const CaptureConfig& config, Family family) {
   const bool v6 = family == Family::v6;
   const std::string_view inbound_source = v6 ? "::6/128" : "127.0.0.6/32";
@@ -95,6 +111,7 @@ inline TableRules nat_table(const CaptureConfig& config, Family family) {
   if (config.mode == Mode::redirect) {
     nat.chains.insert(nat.chains.begin(), "PODPROXY_INBOUND");
     nat.hooks.push_back("-A PREROUTING -p tcp -j PODPROXY_INBOUND");
+    leave_loopback_alone(r, family);
     for (const auto port : inbound_exempt_ports(config)) {
       r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp --dport {} -j RETURN", port));
     }
@@ -165,6 +182,7 @@ inline TableRules mangle_table(const CaptureConfig& config, Family family) {
   r.push_back("-A PODPROXY_PREROUTING -p tcp -j PODPROXY_INBOUND");
   r.push_back(fmt::format("-A PODPROXY_PREROUTING -p tcp -m mark --mark {} -j CONNMARK --save-mark", mark));
 
+  leave_loopback_alone(r, family);
   r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp -m mark --mark {} -j RETURN", mark));
   r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp -s {} -i lo -j RETURN", inbound_source));
   r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp -i lo -m mark ! --mark {} -j RETURN", own_pod_mark));
