@@ -27,6 +27,7 @@ enum class ConnectionEnd {
   upstream_reset,           ///< the upstream reset during the relay
   idle_timeout,             ///< closed after the idle timeout
   drained,                  ///< cut because the drain deadline passed
+  resource_exhausted,       ///< the proxy ran out of memory for this connection: the client was reset
 };
 
 [[nodiscard]] constexpr std::string_view to_string(ConnectionEnd end) noexcept {
@@ -41,13 +42,15 @@ enum class ConnectionEnd {
     case ConnectionEnd::upstream_reset: return "upstream_reset";
     case ConnectionEnd::idle_timeout: return "idle_timeout";
     case ConnectionEnd::drained: return "drained";
+    case ConnectionEnd::resource_exhausted: return "resource_exhausted";
   }
   return "unknown";
 }
 
 /// Envoy-style response flags for an access log ("-" when none): UF upstream connection failure, UT
 /// upstream connect timeout, NR no route (refused by the policy, the loop guard or the loopback guard), UR
-/// upstream remote reset, DR downstream remote reset, SI idle timeout, DT cut at the drain deadline.
+/// upstream remote reset, DR downstream remote reset, SI idle timeout, DT cut at the drain deadline, OM out of
+/// memory (Envoy's overload manager).
 [[nodiscard]] constexpr std::string_view response_flags(ConnectionEnd end) noexcept {
   switch (end) {
     case ConnectionEnd::completed: return "-";
@@ -60,6 +63,7 @@ enum class ConnectionEnd {
     case ConnectionEnd::upstream_reset: return "UR";
     case ConnectionEnd::idle_timeout: return "SI";
     case ConnectionEnd::drained: return "DT";
+    case ConnectionEnd::resource_exhausted: return "OM";
   }
   return "-";
 }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <podproxy/acceptor.hpp>
+#include <podproxy/concepts/connection_acceptor.hpp>
 #include <podproxy/concepts/destination_source.hpp>
 #include <podproxy/concepts/relay.hpp>
 #include <podproxy/concepts/upstream_policy.hpp>
@@ -16,6 +17,7 @@
 #include <podproxy/policy/pod_ip.hpp>
 #include <podproxy/policy/port_override.hpp>
 #include <podproxy/proxy.hpp>
+#include <podproxy/proxy_options.hpp>
 #include <podproxy/relay/buffered_relay.hpp>
 #include <podproxy/relay/pipe.hpp>
 #include <podproxy/relay/pipe_pool.hpp>

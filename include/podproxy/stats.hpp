@@ -18,7 +18,8 @@ struct ProxyStats {
   Counter downstream_cx_destroy{0};         ///< connections finished, whatever the reason
   Counter downstream_cx_rx_bytes_total{0};  ///< bytes read from clients (and sent upstream)
   Counter downstream_cx_tx_bytes_total{0};  ///< bytes written to clients (read from upstreams)
-  Counter downstream_cx_overflow{0};        ///< accept failures from running out of descriptors or memory
+  Counter downstream_cx_overflow{0};        ///< accepts that ran out of descriptors or memory (each backs
+                                            ///< off), and connections lost to memory (resource_exhausted)
   Counter downstream_cx_refused{0};         ///< connections the policy refused or a guard stopped
   Counter downstream_cx_loop{0};            ///< of those, connections whose upstream was this proxy itself
   Counter downstream_cx_loopback_refused{0};  ///< of those, clients off loopback asking for a loopback address

@@ -67,6 +67,32 @@ struct SourceWrongArguments {
   tcp::endpoint original_destination(const tcp::endpoint& local) const { return local; }
 };
 
+struct AcceptorOptionsArchetype {
+  std::chrono::milliseconds overload_backoff{100};
+};
+struct AcceptorArchetype {
+  asio::any_io_executor get_executor() const { return {}; }
+  asio::any_io_executor context_executor() const { return {}; }
+  int native_handle() const { return -1; }
+  tcp::endpoint local_endpoint() const { return {}; }
+  AcceptorOptionsArchetype options() const { return {}; }
+  template <class Handler>
+  AcceptStatus accept_some(Handler&&) { return AcceptStatus::closed; }
+  template <class Handler>
+  asio::awaitable<void> run(Handler) { co_return; }
+  void close() {}
+};
+struct AcceptorWithoutRun {
+  asio::any_io_executor get_executor() const { return {}; }
+  asio::any_io_executor context_executor() const { return {}; }
+  int native_handle() const { return -1; }
+  tcp::endpoint local_endpoint() const { return {}; }
+  AcceptorOptionsArchetype options() const { return {}; }
+  template <class Handler>
+  AcceptStatus accept_some(Handler&&) { return AcceptStatus::closed; }
+  void close() {}
+};
+
 }  // namespace
 
 TEST_CASE("concepts: archetypes are models and near misses are rejected", "[concepts]") {
@@ -90,6 +116,11 @@ TEST_CASE("concepts: archetypes are models and near misses are rejected", "[conc
   STATIC_REQUIRE(concepts::DestinationSource<RedirectedOrLocal>);
   STATIC_REQUIRE(concepts::DestinationSource<LocalAddress>);
   STATIC_REQUIRE_FALSE(concepts::DestinationSource<SourceWrongArguments>);
+
+  STATIC_REQUIRE(concepts::ConnectionAcceptor<AcceptorArchetype>);
+  STATIC_REQUIRE(concepts::ConnectionAcceptor<Acceptor<LocalAddress>>);
+  STATIC_REQUIRE_FALSE(concepts::ConnectionAcceptor<AcceptorWithoutRun>);
+  STATIC_REQUIRE_FALSE(concepts::ConnectionAcceptor<SourceArchetype>);
 }
 
 TEST_CASE("policy: LoopbackPolicy dials loopback on the original port, with no source bind", "[policy]") {

@@ -422,6 +422,8 @@ TEST_CASE("acceptor: running out of descriptors backs off, keeps existing connec
   existing.shutdown(tcp::socket::shutdown_send);
   CHECK(read_to_end(existing).first == "pong\n");
   CHECK(proxy.stats().downstream_cx_total == 2);
+  // Every back-off is counted where /stats reads it.
+  CHECK(proxy.stats().downstream_cx_overflow == proxy.proxy().acceptor().overloads());
 }
 
 TEST_CASE("acceptor: connections queued beyond one batch are all taken, with no later client to raise an edge",

@@ -1,0 +1,50 @@
+// ProxyOptions: how a Proxy connects, times out, guards and reports its connections.
+#pragma once
+
+#include <podproxy/connection_record.hpp>
+#include <podproxy/stats.hpp>
+#include <podproxy/detail/event_poller.hpp>
+
+#include <asio/ip/tcp.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <vector>
+
+namespace podproxy {
+
+struct ProxyOptions {
+  /// How long an upstream connect may take (Envoy's default is 5 s, Istio's 10 s).
+  std::chrono::steady_clock::duration connect_timeout = std::chrono::seconds(10);
+  /// Close a connection after this long without a byte either way (Envoy's default, 1 h); zero disables.
+  std::chrono::steady_clock::duration idle_timeout = std::chrono::hours(1);
+  /// SO_MARK for upstream sockets, so capture rules can exempt the proxy's own traffic (CAP_NET_ADMIN).
+  std::optional<std::uint32_t> upstream_mark{};
+  /// Endpoints that are this proxy besides its own listener (the sidecar's other listeners): the loop
+  /// guard refuses upstreams that name any of them.
+  std::vector<asio::ip::tcp::endpoint> own_endpoints{};
+  /// Refuse a connection whose original destination is a loopback address (127.0.0.0/8, ::1, or their
+  /// IPv4-mapped form) when its client is not on loopback (crosses_into_loopback()), whatever the policy
+  /// says. Without a proxy the kernel drops such packets arriving from the network; a REDIRECT rule in
+  /// PREROUTING rewrites them before that check, so without this guard a neighbour that routes 127.0.0.0/8
+  /// to the pod would reach its loopback-only services. Turn off only in a proxy meant to expose them.
+  bool loopback_guard = true;
+  /// Called once per finished connection, on that connection's poller (so possibly from several threads
+  /// at once). Must not block.
+  std::function<void(const ConnectionRecord&)> on_complete{};
+  /// After a wake-up that handled events, pause this long and look again before blocking (one pause per
+  /// wake-up, none when idle, none when a direction moved 16 KiB or more in one step, as bulk does): what
+  /// arrives meanwhile is taken in the same batch, and the processes that sent it need not wake the
+  /// proxy's thread. It costs a connection at most this much latency and buys fewer cross-CPU wake-ups
+  /// under load (bench/README.md, "Batch pause"). Zero disables; at most 1 ms.
+  std::chrono::microseconds batch_pause{15};
+  static constexpr std::chrono::microseconds max_batch_pause = detail::EventPoller::max_pause;
+  /// Counters to update; shared by several proxies when they serve one port from several threads. Null:
+  /// the proxy makes its own.
+  std::shared_ptr<ProxyStats> stats{};
+};
+
+}  // namespace podproxy
