@@ -722,3 +722,29 @@ TEST_CASE("relay: where splice(2) is refused (ENOSYS or EINVAL), the splice pump
   CHECK(received == sent);
   CHECK(pool->stats().lent == 0);  // the pipe it took before the refusal went back
 }
+
+TEST_CASE("relay: SpliceRelay ignores SIGPIPE only at its default disposition, and not when told not to",
+          "[relay][splice]") {
+  struct sigaction saved {};
+  REQUIRE(::sigaction(SIGPIPE, nullptr, &saved) == 0);
+  const auto disposition = [] {
+    struct sigaction now {};
+    ::sigaction(SIGPIPE, nullptr, &now);
+    return now.sa_handler;
+  };
+  ::signal(SIGPIPE, SIG_DFL);
+  { const SpliceRelay opted_out(std::make_shared<PipePool>(), {.ignore_sigpipe = false}); }
+  const bool left_default = disposition() == SIG_DFL;
+  { const SpliceRelay relay; }
+  const bool ignored = disposition() == SIG_IGN;
+  ::signal(SIGPIPE, +[](int) {});
+  const auto handler = disposition();
+  { const SpliceRelay relay; }
+  const bool handler_kept = disposition() == handler;
+  ::sigaction(SIGPIPE, &saved, nullptr);
+  CHECK(left_default);
+  CHECK(ignored);
+  CHECK(handler_kept);
+  const BufferedRelay buffered;
+  CHECK(disposition() == saved.sa_handler);  // the buffered relay touches no process state
+}

@@ -24,6 +24,12 @@ struct SpliceRelayOptions {
   std::size_t copy_buffer_size = 16 * 1024;
   /// Bytes one direction moves before it lets other connections on its thread have a turn.
   std::size_t budget = 4 * 1024 * 1024;
+  /// splice(2) into a socket whose peer has gone raises SIGPIPE (it takes no MSG_NOSIGNAL), whose default
+  /// action ends the process. So constructing the relay sets SIGPIPE to SIG_IGN for the whole process when
+  /// it is at its default disposition (a handler already installed is left alone). A program that needs
+  /// SIGPIPE's default action elsewhere sets this to false, and must then keep SIGPIPE from the threads
+  /// that run the proxy itself (pthread_sigmask, or a handler).
+  bool ignore_sigpipe = true;
 };
 
 /// Moves bulk without copying it through user space: splice(source socket -> pipe) then
@@ -38,9 +44,8 @@ struct SpliceRelayOptions {
 /// reads no more than its pipe's free room while the sink is full, and a copying one reads nothing more
 /// until what it holds was written.
 ///
-/// splice(2) into a socket whose peer has gone raises SIGPIPE and takes no MSG_NOSIGNAL, so constructing a
-/// SpliceRelay sets SIGPIPE to SIG_IGN if it is at its default disposition (a handler you installed is
-/// left alone).
+/// Process state: constructing one sets SIGPIPE to SIG_IGN if it is at its default disposition
+/// (SpliceRelayOptions::ignore_sigpipe says why, and how to opt out).
 class SpliceRelay {
  public:
   /// One direction of one connection.
@@ -195,7 +200,7 @@ class SpliceRelay {
   explicit SpliceRelay(std::shared_ptr<PipePool> pool = std::make_shared<PipePool>(),
                        SpliceRelayOptions options = {})
       : pool_(std::move(pool)), options_(options) {
-    ignore_sigpipe();
+    if (options_.ignore_sigpipe) ignore_sigpipe();
   }
 
   [[nodiscard]] const std::shared_ptr<PipePool>& pool() const noexcept { return pool_; }
