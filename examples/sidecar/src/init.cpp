@@ -334,7 +334,7 @@ void run_init(const InitFlags& flags) {
   if (flags.dry_run && !flags.clean) {
     dry_run(config, selection.selected);
     for (const auto family : selection.removed) {
-      fmt::print("# {}: not captured (--ip-families {}{}); rules init wrote before are removed\n",
+      fmt::print("# {}: not captured (--ip-families {}{}); any capture rules init wrote there before are removed\n",
                  family_name(family), flags.no_ipv6 ? "ipv4, from --no-ipv6" : flags.ip_families,
                  flags.ip_families == "auto" && !flags.no_ipv6 ? ": the pod has no address of it" : "");
     }

@@ -50,7 +50,7 @@ struct RunFlags {
   std::string relay = "splice";
   std::vector<std::string> default_endpoints;
   std::vector<std::string> pod_ips;
-  std::string listen_address;  // "": chosen from --ip-families
+  std::optional<std::string> listen_address;  // unset: chosen from --ip-families
   std::string ip_families = "auto";
   std::string inbound_port = "15006";
   std::string outbound_port = "15001";
@@ -104,7 +104,7 @@ std::string families_flag_text(const families::Set& set) {
 void resolve_listen_address(const RunFlags& f, Settings& s) {
   const auto choice = families::parse_choice("--ip-families", f.ip_families);
   const bool ipv6_works = families::can_open_ipv6_socket();
-  if (f.listen_address.empty()) {
+  if (!f.listen_address) {
     if (choice == families::Choice::ipv4 || (choice == families::Choice::automatic && !ipv6_works)) {
       s.listen_address = asio::ip::address_v4::any();
       s.served = {.v4 = true, .v6 = false};
@@ -119,7 +119,7 @@ void resolve_listen_address(const RunFlags& f, Settings& s) {
     s.served = {.v4 = !s.v6_only, .v6 = true};
     return;
   }
-  s.listen_address = parse_address("--listen-address", f.listen_address);
+  s.listen_address = parse_address("--listen-address", *f.listen_address);
   const auto& a = s.listen_address;
   if (a.is_v4() || a.to_v6().is_v4_mapped()) {
     s.served = {.v4 = true, .v6 = false};
@@ -132,7 +132,7 @@ void resolve_listen_address(const RunFlags& f, Settings& s) {
   if (choice != families::Choice::automatic) {
     const auto wanted = families::of_choice(choice);
     if (wanted.v4 != s.served.v4 || wanted.v6 != s.served.v6) {
-      throw CLI::ValidationError("--listen-address", "'" + f.listen_address + "' serves " + s.served.text() +
+      throw CLI::ValidationError("--listen-address", "'" + *f.listen_address + "' serves " + s.served.text() +
                                                          ", not --ip-families " + f.ip_families);
     }
   }
