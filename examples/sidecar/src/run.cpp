@@ -93,10 +93,6 @@ struct Settings {
   bool access_log = true;
 };
 
-std::string families_flag_text(const families::Set& set) {
-  return set.v4 && set.v6 ? "dual" : set.v6 ? "ipv6" : "ipv4";
-}
-
 /// The listen address and the families it serves, from --listen-address and --ip-families. Without
 /// --listen-address the listeners take `::` with IPV6_V6ONLY off (IPv4 arrives v4-mapped, which the
 /// acceptor unmaps), so that every family the capture rules may send is served; 0.0.0.0 only where the
@@ -152,16 +148,13 @@ std::string check_captured_families(const Settings& s, spdlog::logger& log) {
     }
     if (!read.capture->captured || s.served.has(family)) continue;
     const bool v6 = family == capture::Family::v6;
-    const families::Set both{.v4 = true, .v6 = true};
-    const families::Set other{.v4 = v6, .v6 = !v6};
     problem += fmt::format(
         "{}{} connections are captured ({} has PODPROXY_ rules{}) but this sidecar listens on {} ({}): every one "
-        "would be refused. Fix: run with --ip-families {} (the default without --listen-address), or capture {} "
+        "would be refused. Fix: run with --ip-families dual (the default without --listen-address), or capture {} "
         "only (init --ip-families {})",
         problem.empty() ? "" : "; ", families::name(family), v6 ? "ip6tables" : "iptables",
         read.capture->inbound_port ? fmt::format(", inbound to port {}", *read.capture->inbound_port) : "",
-        endpoint_text({s.listen_address, s.inbound_port}), s.served.text(), families_flag_text(both),
-        families::name(v6 ? capture::Family::v4 : capture::Family::v6), families_flag_text(other));
+        endpoint_text({s.listen_address, s.inbound_port}), s.served.text(), v6 ? "IPv4" : "IPv6", v6 ? "ipv4" : "ipv6");
   }
   return problem;
 }
