@@ -72,6 +72,10 @@ for args in "--listen-address 0.0.0.0" "--ip-families ipv4"; do
   expect_eq "$LABEL: check-binds exit status" "$status" 1
   grep -q "capture IPv6: MISMATCH: captured to port 15006, but the listener there does not take IPv6" "$WORK/cb.out" \
     || fail "$LABEL: check-binds says: $(cat "$WORK/cb.out")"
+  # From outside the pod, as from the node: the rules are read inside the sidecar's namespace.
+  status=0; "$SIDECAR" check-binds --pid "$SIDECAR_PID" >"$WORK/cb-pid.out" || status=$?
+  expect_eq "$LABEL: check-binds --pid exit status" "$status" 1
+  grep -q "capture IPv6: MISMATCH" "$WORK/cb-pid.out" || fail "$LABEL: check-binds --pid says: $(cat "$WORK/cb-pid.out")"
   status=0; json=$(in_pod "$SIDECAR" check-binds --json) || status=$?
   expect_eq "$LABEL: check-binds --json capture_mismatch" "$(jq -c '.capture_mismatch' <<<"$json")" '["ipv6"]'
   expect_eq "$LABEL: check-binds --json capture.ipv4" "$(jq -c '.capture.ipv4' <<<"$json")" \
