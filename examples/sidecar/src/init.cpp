@@ -396,7 +396,7 @@ void run_init(const InitFlags& flags) {
       fmt::print("podproxy-sidecar init: {} capture rules applied\n", family_name(p.family));
     } else if (flags.clean || !p.transaction.empty() || !p.after.empty()) {
       fmt::print("podproxy-sidecar init: {} capture rules removed\n", family_name(p.family));
-    } else if (!flags.clean) {
+    } else {
       fmt::print("podproxy-sidecar init: {} not captured (--ip-families {})\n", family_name(p.family),
                  flags.no_ipv6 ? "ipv4" : flags.ip_families);
     }
