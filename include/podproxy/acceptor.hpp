@@ -249,8 +249,11 @@ class Acceptor {
       if (::getsockname(socket.native_handle(), local.data(), &length) != 0) return std::nullopt;  // reset
       local.resize(length);
     }
-    const auto original = source_.original_destination(socket.native_handle(), local);
-    return AcceptedConnection{std::move(socket), Downstream{peer, local, original}};
+    // An IPv4 client of a dual-stack listener: its NAT entry and its addresses are IPv4 ones, so the
+    // original destination is asked for with the IPv4 getsockopt and every address is handed over unmapped.
+    local = unmapped(local);
+    const auto original = unmapped(source_.original_destination(socket.native_handle(), local));
+    return AcceptedConnection{std::move(socket), Downstream{unmapped(peer), local, original}};
   }
 
   static std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {

@@ -7,7 +7,8 @@
 
 namespace podproxy {
 
-/// The downstream (client) side of one accepted connection.
+/// The downstream (client) side of one accepted connection. Its addresses are never v4-mapped (see
+/// `unmapped`): an IPv4 client is described with IPv4 addresses whichever family the listener has.
 struct Downstream {
   /// The client's address as this host sees it (under REDIRECT and TPROXY alike, the real client).
   asio::ip::tcp::endpoint peer;

@@ -63,6 +63,19 @@ struct RefuseAll {
 };
 static_assert(concepts::UpstreamPolicy<RefuseAll>);
 
+/// The inner policy's choice, on another port: lets a test's proxy listen on a port of its own.
+template <class Inner>
+struct OnPort {
+  Inner inner;
+  std::uint16_t port = 0;
+  std::optional<UpstreamTarget> upstream_for(const Downstream& downstream) const {
+    auto target = inner.upstream_for(downstream);
+    if (target) target->endpoint.port(port);
+    return target;
+  }
+};
+static_assert(concepts::UpstreamPolicy<OnPort<LoopbackPolicy>>);
+
 }  // namespace
 
 TEST_CASE("proxy: LoopbackPolicy reaches a 127.0.0.1 server, which sees the proxy as 127.0.0.1", "[proxy]") {
@@ -471,6 +484,73 @@ TEST_CASE("acceptor: listens on IPv6, and reports a listen failure naming the en
   CHECK_THROWS_WITH(Acceptor<>(io.get_executor(), {.endpoint = proxy.endpoint()}),
                     Catch::Contains("[::1]:" + std::to_string(proxy.endpoint().port())) &&
                         Catch::Contains("bind"));
+}
+
+TEST_CASE("acceptor: a dual-stack listener describes an IPv4 client with IPv4 addresses, an IPv6 one with IPv6",
+          "[acceptor]") {
+  asio::io_context io;
+  // RedirectedOrLocal: without a NAT entry, the IPv4 getsockopt must fail over to the (unmapped) local address.
+  Acceptor<> acceptor(io.get_executor(), {.endpoint = {asio::ip::make_address("::"), 0}, .strand_per_connection = false});
+  const auto port = acceptor.local_endpoint().port();
+  tcp::socket v4(io), v6(io);
+  v4.connect({asio::ip::make_address("127.0.0.1"), port});
+  v6.connect({asio::ip::make_address("::1"), port});
+  std::vector<AcceptedConnection> accepted;
+  for (int i = 0; i < 100 && accepted.size() < 2; ++i) {
+    (void)acceptor.accept_some([&](AcceptedConnection&& c) { accepted.push_back(std::move(c)); });
+    if (accepted.size() < 2) std::this_thread::sleep_for(10ms);
+  }
+  REQUIRE(accepted.size() == 2);
+  for (const auto& c : accepted) {
+    const auto& d = c.downstream;
+    CAPTURE(d.peer, d.local, d.original_destination);
+    const bool ipv4 = d.peer.address().is_v4();
+    CHECK(d.peer == (ipv4 ? v4.local_endpoint() : v6.local_endpoint()));
+    const auto loopback = ipv4 ? asio::ip::make_address("127.0.0.1") : asio::ip::make_address("::1");
+    CHECK(d.local == tcp::endpoint(loopback, port));
+    CHECK(d.original_destination == tcp::endpoint(loopback, port));
+  }
+  CHECK(accepted[0].downstream.peer.address().is_v4() != accepted[1].downstream.peer.address().is_v4());
+}
+
+TEST_CASE("proxy: on a dual-stack listener the policies dial IPv4 for an IPv4 client and IPv6 for an IPv6 one",
+          "[proxy]") {
+  // LocalAddress (what TPROXY uses): the original destination is the accepted socket's local address, which a
+  // dual-stack socket reports v4-mapped for an IPv4 client. The proxy cannot listen on the servers' port
+  // ([::] would take 127.0.0.1's port too), so OnPort moves the policy's choice to the servers' port.
+  PongServer server4({asio::ip::make_address("127.0.0.1"), 0});
+  const auto port = server4.server.endpoint().port();
+  PongServer server6({asio::ip::make_address("::1"), port});
+  const tcp::endpoint dual{asio::ip::make_address("::"), 0};
+
+  SECTION("LoopbackPolicy: 127.0.0.1 for IPv4, [::1] for IPv6") {
+    RunningProxy<OnPort<LoopbackPolicy>, SpliceRelay, LocalAddress> proxy({LoopbackPolicy{}, port}, SpliceRelay{}, {},
+                                                                         {.endpoint = dual});
+    CHECK(ping({asio::ip::make_address("127.0.0.1"), proxy.endpoint().port()}) == "pong\n");
+    CHECK(server4.last_peer().address() == asio::ip::make_address("127.0.0.1"));
+    CHECK(server6.last_peer() == tcp::endpoint{});
+    CHECK(ping({asio::ip::make_address("::1"), proxy.endpoint().port()}) == "pong\n");
+    CHECK(server6.last_peer().address() == asio::ip::make_address("::1"));
+  }
+  SECTION("PodIpPolicy: the IPv4 original destination from 127.0.0.6") {
+    // No ::6 outside a namespace of the test's own: IPv6 deliveries leave the source to the kernel here.
+    const PodIpPolicy pod_ip{.source_v4 = asio::ip::make_address("127.0.0.6"), .source_v6 = std::nullopt};
+    Records records;
+    RunningProxy<OnPort<PodIpPolicy>, SpliceRelay, LocalAddress> proxy({pod_ip, port}, SpliceRelay{},
+                                                                      {.on_complete = records.callback()},
+                                                                      {.endpoint = dual});
+    CHECK(ping({asio::ip::make_address("127.0.0.1"), proxy.endpoint().port()}) == "pong\n");
+    CHECK(server4.last_peer().address() == asio::ip::make_address("127.0.0.6"));
+    CHECK(ping({asio::ip::make_address("::1"), proxy.endpoint().port()}) == "pong\n");
+    CHECK(server6.last_peer().address() == asio::ip::make_address("::1"));
+    const auto done = records.wait(2);
+    REQUIRE(done.size() == 2);
+    for (const auto& r : done) {
+      CAPTURE(r.downstream.peer, r.downstream.original_destination);
+      CHECK(r.downstream.peer.address().is_v4() == r.downstream.original_destination.address().is_v4());
+      CHECK(r.downstream.local == r.downstream.original_destination);
+    }
+  }
 }
 
 TEST_CASE("acceptor: SO_REUSEPORT lets one acceptor per thread share a port", "[acceptor]") {

@@ -32,9 +32,9 @@ namespace sidecar {
 
 /// IPv4 as 1.2.3.4:80, IPv6 as [::1]:80, v4-mapped IPv6 as the IPv4 it is.
 inline std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
-  const auto address = podproxy::unmapped(ep.address());
-  if (address.is_v6()) return fmt::format("[{}]:{}", address.to_string(), ep.port());
-  return fmt::format("{}:{}", address.to_string(), ep.port());
+  const auto plain = podproxy::unmapped(ep);
+  if (plain.address().is_v6()) return fmt::format("[{}]:{}", plain.address().to_string(), plain.port());
+  return fmt::format("{}:{}", plain.address().to_string(), plain.port());
 }
 
 /// RFC 3339 UTC with milliseconds: 2026-11-26T00:00:00.123Z.

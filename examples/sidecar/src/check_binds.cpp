@@ -15,16 +15,25 @@
 //       "pod_ip":   {"reachable": false, "summary": "no", "ipv4": false, "ipv6": null},
 //       "reason": "bound to 127.0.0.1 (loopback only): the pod-ip policy dials 10.0.0.2:8080, ..."
 //     }],
-//     "unreachable": [8080]               // ports unreachable under "policy" ([] without --policy)
+//     "unreachable": [8080],              // ports unreachable under "policy" ([] without --policy)
+//     "capture": {                        // what the capture rules capture, per family (null: unreadable)
+//       "ipv4": {"captured": true, "inbound_port": 15006, "served": true},
+//       "ipv6": {"captured": true, "inbound_port": 15006, "served": false}
+//     },
+//     "capture_mismatch": ["ipv6"]        // captured families that the sidecar's inbound listener does not serve
 //   }
 // "ipv4"/"ipv6" are null when the pod has no address of that family (nothing is dialled over it);
 // "summary" is "yes", "no", "IPv4 only" or "IPv6 only". "v6_only" is an IPv6 listener's IPV6_V6ONLY as
-// the kernel reports it (sock_diag), null for IPv4 listeners or when it could not be asked.
+// the kernel reports it (sock_diag), null for IPv4 listeners or when it could not be asked. "served" is
+// whether a listener on the captured inbound port takes that family, null when nothing listens there yet
+// (the sidecar is not running); a family captured and not served is a mismatch (exit 1), the one `run`
+// refuses to become ready with.
 #include "bind_verdicts.hpp"
 #include "capture_rules.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "init_flags.hpp"
+#include "ip_families.hpp"
 #include "netns_addresses.hpp"
 #include "sock_diag_v6only.hpp"
 #include "tcp_listeners.hpp"
@@ -135,10 +144,14 @@ void run_check_binds(const CheckBindsFlags& flags) {
     std::vector<asio::ip::address> addresses;
     bool dual_stack = true;
     std::optional<std::map<binds::ListenerKey, bool>> v6only;
+    std::array<families::ReadCapture, 2> capture;  // IPv4, IPv6
   };
   Facts facts;
   try {
-    const auto read = [] { return Facts{binds::current_pod_addresses(), dual_stack_here(), binds::ipv6_listener_v6only()}; };
+    const auto read = [] {
+      return Facts{binds::current_pod_addresses(), dual_stack_here(), binds::ipv6_listener_v6only(),
+                   {families::read_capture(capture::Family::v4), families::read_capture(capture::Family::v6)}};
+    };
     facts = pid ? binds::read_in_netns_of(*pid, read) : read();
     if (pod_ips.empty()) pod_ips = facts.addresses;
   } catch (const std::system_error& e) {
@@ -177,6 +190,37 @@ void run_check_binds(const CheckBindsFlags& flags) {
     }
   }
 
+  // The capture rules against the sidecar's inbound listener: a captured family that a listener on the
+  // captured port does not take is refused in full. Nothing listening there at all is the sidecar not
+  // running yet, not a mismatch.
+  struct FamilyCheck {
+    capture::Family family;
+    std::optional<families::Capture> capture;
+    std::string why_unknown;
+    std::uint16_t port = 15006;
+    std::optional<bool> served;
+  };
+  std::vector<FamilyCheck> checks;
+  std::vector<std::string> mismatch;
+  for (const auto family : {capture::Family::v4, capture::Family::v6}) {
+    const auto& read = facts.capture[family == capture::Family::v6 ? 1 : 0];
+    FamilyCheck c{family, read.capture, read.why_unknown, 15006, std::nullopt};
+    if (c.capture && c.capture->inbound_port) c.port = *c.capture->inbound_port;
+    for (const auto& l : listeners) {
+      if (l.port != c.port) continue;
+      const auto& a = l.address;
+      const bool v4_address = a.is_v4() || a.to_v6().is_v4_mapped();
+      const bool takes = family == capture::Family::v4
+                             ? v4_address || (a.is_unspecified() && binds::dual_stack_of(l, dual_stack))
+                             : !v4_address;
+      c.served = c.served.value_or(false) || takes;
+    }
+    if (c.capture && c.capture->captured && c.served == false) {
+      mismatch.push_back(family == capture::Family::v6 ? "ipv6" : "ipv4");
+    }
+    checks.push_back(std::move(c));
+  }
+
   std::vector<std::string> pod_ip_texts;
   for (const auto& ip : pod_ips) pod_ip_texts.push_back(ip.to_string());
   if (flags.json) {
@@ -194,10 +238,25 @@ void run_check_binds(const CheckBindsFlags& flags) {
     }
     std::vector<std::string> quoted_ips;
     for (const auto& t : pod_ip_texts) quoted_ips.push_back(json_string(t));
+    std::vector<std::string> capture_json, mismatch_json;
+    for (const auto& c : checks) {
+      const auto key = json_string(c.family == capture::Family::v6 ? "ipv6" : "ipv4");
+      if (!c.capture) {
+        capture_json.push_back(fmt::format("    {}: null", key));
+        continue;
+      }
+      capture_json.push_back(fmt::format(R"(    {}: {{"captured": {}, "inbound_port": {}, "served": {}}})", key,
+                                         c.capture->captured ? "true" : "false",
+                                         c.capture->inbound_port ? std::to_string(*c.capture->inbound_port) : "null",
+                                         json_bool(c.served)));
+    }
+    for (const auto& m : mismatch) mismatch_json.push_back(json_string(m));
     fmt::print("{{\n  \"schema\": 1,\n  \"pid\": {},\n  \"pod_ips\": [{}],\n  \"dual_stack\": {},\n  \"policy\": {},\n"
-               "  \"ports\": [\n{}\n  ],\n  \"unreachable\": [{}]\n}}\n",
+               "  \"ports\": [\n{}\n  ],\n  \"unreachable\": [{}],\n  \"capture\": {{\n{}\n  }},\n"
+               "  \"capture_mismatch\": [{}]\n}}\n",
                pid ? std::to_string(*pid) : "null", fmt::join(quoted_ips, ", "), dual_stack ? "true" : "false",
-               policy ? json_string(flags.policy) : "null", fmt::join(ports, ",\n"), fmt::join(unreachable, ", "));
+               policy ? json_string(flags.policy) : "null", fmt::join(ports, ",\n"), fmt::join(unreachable, ", "),
+               fmt::join(capture_json, ",\n"), fmt::join(mismatch_json, ", "));
   } else {
     fmt::print("Listeners of {} (pod IP {}); the sidecar's own ports are skipped.\n",
                pid ? fmt::format("the network namespace of pid {}", *pid) : std::string("this network namespace"),
@@ -225,8 +284,26 @@ void run_check_binds(const CheckBindsFlags& flags) {
                    unreachable.size(), fmt::join(unreachable, ", "));
       }
     }
+    for (const auto& c : checks) {
+      const char* name = families::name(c.family);
+      if (!c.capture) {
+        fmt::print("capture {}: unknown ({})\n", name, c.why_unknown);
+      } else if (!c.capture->captured) {
+        fmt::print("capture {}: not captured\n", name);
+      } else if (!c.served) {
+        fmt::print("capture {}: captured to port {}; nothing listens there (is the sidecar running?)\n", name, c.port);
+      } else if (*c.served) {
+        fmt::print("capture {}: captured to port {}, and the sidecar's listener there takes {}\n", name, c.port, name);
+      } else {
+        const bool v6 = c.family == capture::Family::v6;
+        fmt::print("capture {}: MISMATCH: captured to port {}, but the listener there does not take {}: every {} "
+                   "connection is refused. Fix: podproxy-sidecar run --ip-families dual (the default without "
+                   "--listen-address), or init --ip-families {}\n",
+                   name, c.port, name, name, v6 ? "ipv4" : "ipv6");
+      }
+    }
   }
-  if (!unreachable.empty()) throw CLI::RuntimeError(1);
+  if (!unreachable.empty() || !mismatch.empty()) throw CLI::RuntimeError(1);
 }
 
 }  // namespace
@@ -243,7 +320,8 @@ void add_check_binds_command(CLI::App& app) {
                   "loopback or pod-ip: exit 1 when a listening port is unreachable through the sidecar under it")
       ->check(CLI::IsMember({"loopback", "pod-ip"}));  // also refuses --policy "" (empty means "not given" below)
   cmd->add_flag("--json", flags->json, "Print JSON (schema: see the comment at the top of check_binds.cpp)");
-  cmd->footer("Exit status: 0, or 1 when --policy finds an unreachable port; 2 for a bad flag.");
+  cmd->footer("Exit status: 0; 1 when --policy finds an unreachable port, or when an address family is captured and the\n"
+              "sidecar's inbound listener does not take it; 2 for a bad flag.");
   cmd->callback([flags] { run_check_binds(*flags); });
 }
 

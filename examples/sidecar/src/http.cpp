@@ -9,6 +9,7 @@
 #include <asio/read.hpp>
 #include <asio/read_until.hpp>
 #include <asio/steady_timer.hpp>
+#include <asio/ip/v6_only.hpp>
 #include <asio/this_coro.hpp>
 #include <asio/use_awaitable.hpp>
 #include <asio/write.hpp>
@@ -45,6 +46,12 @@ Server::Server(asio::any_io_executor executor, asio::ip::tcp::endpoint endpoint,
   if (ec) fail(ec, "socket");
   acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
   if (ec) fail(ec, "SO_REUSEADDR");
+  if (endpoint.address().is_v6()) {
+    // A probe may come over either family (the kubelet uses the pod IP it knows), whatever the host's
+    // net.ipv6.bindv6only says: an IPv6 address serves IPv4 too where the kernel can.
+    acceptor_.set_option(asio::ip::v6_only(false), ec);
+    if (ec) fail(ec, "IPV6_V6ONLY");
+  }
   acceptor_.bind(endpoint, ec);
   if (ec) fail(ec, "bind");
   acceptor_.listen(asio::socket_base::max_listen_connections, ec);

@@ -5,6 +5,8 @@
 #include "commands.hpp"
 #include "host_tools.hpp"
 #include "init_flags.hpp"
+#include "ip_families.hpp"
+#include "netns_addresses.hpp"
 
 #include <fmt/format.h>
 
@@ -31,6 +33,7 @@ struct InitFlags {
   std::string proxy_uid = "1337";
   std::string proxy_gid = "1337";
   std::string proxy_mark;
+  std::string ip_families = "auto";
   bool no_ipv6 = false;
   bool dry_run = false;
   bool clean = false;
@@ -272,15 +275,82 @@ void roll_back(const FamilyPlan& p) {
   }
 }
 
+/// The families to capture (`selected`) and those whose rules, if init wrote any before, go (`removed`):
+/// init leaves the namespace capturing exactly the selected families.
+struct FamilySelection {
+  std::vector<Family> selected;
+  std::vector<Family> removed;
+};
+
+FamilySelection select_families(const InitFlags& flags) {
+  auto choice = families::parse_choice("--ip-families", flags.ip_families);
+  if (flags.no_ipv6) {
+    if (choice != families::Choice::automatic && choice != families::Choice::ipv4) {
+      throw CLI::ValidationError("--no-ipv6", "contradicts --ip-families " + flags.ip_families);
+    }
+    choice = families::Choice::ipv4;
+  }
+  const bool kernel_v6 = families::kernel_has_ipv6();
+  families::Set want;
+  if (choice == families::Choice::automatic) {
+    // As Istio does: capture a family only when the pod has an address of it, so that a family the pod
+    // cannot use is not sent to a listener that may not serve it.
+    std::vector<asio::ip::address> addresses;
+    try {
+      addresses = binds::current_pod_addresses();
+    } catch (const std::system_error& e) {
+      fmt::print(stderr, "podproxy-sidecar init: cannot list this namespace's addresses ({})\n", e.what());
+    }
+    want = families::of_addresses(addresses);
+    if (want.empty()) {
+      // Nothing to decide from (no address yet): capture every family the kernel has rather than let a
+      // family the pod may get later bypass the proxy.
+      want = {.v4 = true, .v6 = kernel_v6};
+      fmt::print(stderr, "podproxy-sidecar init: no non-loopback address in this namespace to choose the address "
+                         "families from: capturing {} (--ip-families chooses)\n", want.text());
+    }
+  } else {
+    want = families::of_choice(choice);
+    if (want.v6 && !kernel_v6) {
+      throw CLI::ValidationError("--ip-families", "'" + flags.ip_families + "' asks for IPv6, and this namespace has no "
+                                                  "IPv6 (no /proc/net/if_inet6)");
+    }
+  }
+  want.v6 = want.v6 && kernel_v6;
+  FamilySelection out;
+  for (const auto family : {Family::v4, Family::v6}) {
+    if (want.has(family)) {
+      out.selected.push_back(family);
+    } else if (family == Family::v4 || kernel_v6) {
+      out.removed.push_back(family);
+    }
+  }
+  return out;
+}
+
 void run_init(const InitFlags& flags) {
   const auto config = to_config(flags);
-  std::vector<Family> families{Family::v4};
-  // A kernel without IPv6 (or a namespace where it is disabled) has no /proc/net/if_inet6.
-  if (!flags.no_ipv6 && ::access("/proc/net/if_inet6", F_OK) == 0) families.push_back(Family::v6);
+  const auto selection = select_families(flags);
   if (flags.dry_run && !flags.clean) {
-    dry_run(config, families);
+    dry_run(config, selection.selected);
+    for (const auto family : selection.removed) {
+      fmt::print("# {}: not captured (--ip-families {}{}); any capture rules init wrote there before are removed\n",
+                 family_name(family), flags.no_ipv6 ? "ipv4, from --no-ipv6" : flags.ip_families,
+                 flags.ip_families == "auto" && !flags.no_ipv6 ? ": the pod has no address of it" : "");
+    }
     return;
   }
+  // --clean removes what init added in every family; otherwise the selected families are captured and
+  // what an earlier init wrote in the others is removed.
+  std::vector<std::pair<Family, bool>> work;  // family, clean
+  for (const auto family : selection.selected) work.emplace_back(family, flags.clean);
+  for (const auto family : selection.removed) {
+    // Without its tools a family that is not captured needs no cleaning: init cannot have written there.
+    if (!flags.clean && host::find_in_path(tool(family, "tables-save")).empty()) continue;
+    work.emplace_back(family, true);
+  }
+  std::vector<Family> families;
+  for (const auto& [family, clean] : work) families.push_back(family);
   for (const auto family : families) {
     for (const char* name : {"tables-save", "tables-restore"}) {
       if (host::find_in_path(tool(family, name)).empty()) {
@@ -294,7 +364,7 @@ void run_init(const InitFlags& flags) {
                      "(run as root, or give the init container NET_ADMIN)");
   }
   std::vector<FamilyPlan> plans;
-  for (const auto family : families) plans.push_back(plan(config, family, flags.clean));
+  for (const auto& [family, clean] : work) plans.push_back(plan(config, family, clean));
   if (flags.dry_run) {
     for (const auto& p : plans) print_plan(p);
     return;
@@ -320,8 +390,16 @@ void run_init(const InitFlags& flags) {
                  "init created is left in place with only its marker chain {}; --clean with nft deletes it\n",
                  family_name(p.family), name, capture::table_marker);
     }
-    fmt::print("podproxy-sidecar init: {} capture rules {}\n", family_name(p.family),
-               flags.clean ? "removed" : "applied");
+    const bool selected = std::find(selection.selected.begin(), selection.selected.end(), p.family) !=
+                          selection.selected.end();
+    if (selected && !flags.clean) {
+      fmt::print("podproxy-sidecar init: {} capture rules applied\n", family_name(p.family));
+    } else if (flags.clean || !p.transaction.empty() || !p.after.empty()) {
+      fmt::print("podproxy-sidecar init: {} capture rules removed\n", family_name(p.family));
+    } else {
+      fmt::print("podproxy-sidecar init: {} not captured (--ip-families {})\n", family_name(p.family),
+                 flags.no_ipv6 ? "ipv4" : flags.ip_families);
+    }
   }
 }
 
@@ -350,7 +428,12 @@ void add_init_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--proxy-mark", flags->proxy_mark,
                   "SO_MARK the proxy puts on its sockets (run --mark N): exempted like the proxy's uid");
-  cmd->add_flag("--no-ipv6", flags->no_ipv6, "Write IPv4 rules only (default: IPv6 too, when the kernel has it)");
+  cmd->add_option("--ip-families", flags->ip_families,
+                  "Address families to capture: auto (each family the pod has a non-loopback, non-link-local "
+                  "address of), ipv4, ipv6 or dual; `run --ip-families` takes the same values")
+      ->type_name("FAMILIES")
+      ->capture_default_str();
+  cmd->add_flag("--no-ipv6", flags->no_ipv6, "The same as --ip-families ipv4");
   cmd->add_flag("--dry-run", flags->dry_run, "Print the rules (iptables-restore input) and change nothing; with "
                                              "--clean, print what would be removed");
   cmd->add_flag("--clean", flags->clean, "Remove what init added (PODPROXY_ chains, the rules jumping to them, and "

@@ -14,6 +14,7 @@
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "http.hpp"
+#include "ip_families.hpp"
 #include "process.hpp"
 #include "prometheus.hpp"
 #include "run_flags.hpp"
@@ -49,7 +50,8 @@ struct RunFlags {
   std::string relay = "splice";
   std::vector<std::string> default_endpoints;
   std::vector<std::string> pod_ips;
-  std::string listen_address = "0.0.0.0";
+  std::optional<std::string> listen_address;  // unset: chosen from --ip-families
+  std::string ip_families = "auto";
   std::string inbound_port = "15006";
   std::string outbound_port = "15001";
   std::string admin_port = "15000";
@@ -75,6 +77,12 @@ struct Settings {
   std::vector<asio::ip::address> pod_ips;
   bool pod_ips_detected = false;
   asio::ip::address listen_address;
+  /// IPV6_V6ONLY of the inbound and outbound listeners (an IPv6 listen address only).
+  bool v6_only = false;
+  /// The families the inbound and outbound listeners accept.
+  families::Set served;
+  /// Why /healthz/ready must not say 200 (a captured family that no listener serves), or "".
+  std::string not_ready;
   std::uint16_t inbound_port = 0, outbound_port = 0, admin_port = 0, health_port = 0;
   std::chrono::milliseconds connect_timeout{}, idle_timeout{}, drain_timeout{};
   unsigned threads = 1;
@@ -84,6 +92,72 @@ struct Settings {
   std::uint32_t tproxy_mark = 0;
   bool access_log = true;
 };
+
+/// The listen address and the families it serves, from --listen-address and --ip-families. Without
+/// --listen-address the listeners take `::` with IPV6_V6ONLY off (IPv4 arrives v4-mapped, which the
+/// acceptor unmaps), so that every family the capture rules may send is served; 0.0.0.0 only where the
+/// kernel cannot open an IPv6 socket.
+void resolve_listen_address(const RunFlags& f, Settings& s) {
+  const auto choice = families::parse_choice("--ip-families", f.ip_families);
+  const bool ipv6_works = families::can_open_ipv6_socket();
+  if (!f.listen_address) {
+    if (choice == families::Choice::ipv4 || (choice == families::Choice::automatic && !ipv6_works)) {
+      s.listen_address = asio::ip::address_v4::any();
+      s.served = {.v4 = true, .v6 = false};
+      return;
+    }
+    if (!ipv6_works) {
+      throw CLI::ValidationError("--ip-families", "'" + f.ip_families + "' needs IPv6, and this kernel cannot open an "
+                                                  "IPv6 socket");
+    }
+    s.listen_address = asio::ip::address_v6::any();
+    s.v6_only = choice == families::Choice::ipv6;
+    s.served = {.v4 = !s.v6_only, .v6 = true};
+    return;
+  }
+  s.listen_address = parse_address("--listen-address", *f.listen_address);
+  const auto& a = s.listen_address;
+  if (a.is_v4() || a.to_v6().is_v4_mapped()) {
+    s.served = {.v4 = true, .v6 = false};
+  } else if (a.is_unspecified()) {
+    s.v6_only = choice == families::Choice::ipv6;
+    s.served = {.v4 = !s.v6_only, .v6 = true};
+  } else {
+    s.served = {.v4 = false, .v6 = true};
+  }
+  if (choice != families::Choice::automatic) {
+    const auto wanted = families::of_choice(choice);
+    if (wanted.v4 != s.served.v4 || wanted.v6 != s.served.v6) {
+      throw CLI::ValidationError("--listen-address", "'" + *f.listen_address + "' serves " + s.served.text() +
+                                                         ", not --ip-families " + f.ip_families);
+    }
+  }
+}
+
+/// Compares the capture rules of this namespace with the families the listeners serve. Returns why the
+/// sidecar must not become ready ("" when nothing is wrong, or when the rules cannot be read). Runs
+/// before privileges are dropped: reading netfilter's tables needs CAP_NET_ADMIN.
+std::string check_captured_families(const Settings& s, spdlog::logger& log) {
+  std::string problem;
+  for (const auto family : {capture::Family::v4, capture::Family::v6}) {
+    const auto read = families::read_capture(family);
+    if (!read.capture) {
+      log.info("cannot read the {} capture rules ({}): whether this sidecar listens for every captured address "
+               "family is not checked", families::name(family), read.why_unknown);
+      continue;
+    }
+    if (!read.capture->captured || s.served.has(family)) continue;
+    const bool v6 = family == capture::Family::v6;
+    problem += fmt::format(
+        "{}{} connections are captured ({} has PODPROXY_ rules{}) but this sidecar listens on {} ({}): every one "
+        "would be refused. Fix: run with --ip-families dual (the default without --listen-address), or capture {} "
+        "only (init --ip-families {})",
+        problem.empty() ? "" : "; ", families::name(family), v6 ? "ip6tables" : "iptables",
+        read.capture->inbound_port ? fmt::format(", inbound to port {}", *read.capture->inbound_port) : "",
+        endpoint_text({s.listen_address, s.inbound_port}), s.served.text(), v6 ? "IPv4" : "IPv6", v6 ? "ipv4" : "ipv6");
+  }
+  return problem;
+}
 
 Settings resolve(const RunFlags& f) {
   Settings s;
@@ -106,7 +180,7 @@ Settings resolve(const RunFlags& f) {
     }
     s.pod_ips.push_back(address);
   }
-  s.listen_address = parse_address("--listen-address", f.listen_address);
+  resolve_listen_address(f, s);
   s.inbound_port = parse_port("--inbound-port", f.inbound_port);
   s.outbound_port = parse_port("--outbound-port", f.outbound_port);
   s.admin_port = parse_port("--admin-port", f.admin_port);
@@ -239,6 +313,8 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
     return draining.load() ? "DRAINING\n" : ready.load() ? "LIVE\n" : "PRE_INITIALIZING\n";
   };
   const auto readiness = [&](const http::Request&) {
+    // A captured family that no listener serves: never ready, and the body says why and what to change.
+    if (!s.not_ready.empty() && !draining.load()) return http::Response{503, "NOT_READY: " + s.not_ready + "\n"};
     return http::Response{ready.load() && !draining.load() ? 200 : 503, status_text()};
   };
   try {
@@ -252,11 +328,15 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
           podproxy::Acceptor<Source>(w.io.get_executor(), {.endpoint = inbound_at,
                                                            .reuse_port = reuse_port,
                                                            .transparent = s.tproxy,
+                                                           .v6_only = s.v6_only,
                                                            .strand_per_connection = false}),
           inbound_policy, relay, inbound_options);
       w.outbound = std::make_unique<OutboundProxy>(
           podproxy::Acceptor<>(w.io.get_executor(),
-                               {.endpoint = outbound_at, .reuse_port = reuse_port, .strand_per_connection = false}),
+                               {.endpoint = outbound_at,
+                                .reuse_port = reuse_port,
+                                .v6_only = s.v6_only,
+                                .strand_per_connection = false}),
           podproxy::PodIpPolicy::without_source_bind(), relay, outbound_options);
       inbound_at = w.inbound->local_endpoint();
       outbound_at = w.outbound->local_endpoint();
@@ -345,8 +425,12 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   const auto& first = *workers.front();
   asio::post(io, [&] {
     ready = true;
-    log->info("ready: inbound {} ({} policy{}{}), outbound {}, admin {}, health {}; relay {}, {} thread(s), pod IPs {}{}",
-              endpoint_text(first.inbound->local_endpoint()), s.loopback_policy ? "loopback" : "pod-ip",
+    if (!s.not_ready.empty()) {
+      log->error("serving, but NOT ready (/healthz/ready answers 503): {}", s.not_ready);
+    }
+    log->info("{}: inbound {} ({}; {} policy{}{}), outbound {}, admin {}, health {}; relay {}, {} thread(s), pod IPs {}{}",
+              s.not_ready.empty() ? "ready" : "listening", endpoint_text(first.inbound->local_endpoint()),
+              s.served.text(), s.loopback_policy ? "loopback" : "pod-ip",
               s.default_endpoints.empty() ? "" : fmt::format(", {} default endpoint(s)", s.default_endpoints.size()),
               s.tproxy ? ", tproxy" : "", endpoint_text(first.outbound->local_endpoint()),
               endpoint_text(admin->local_endpoint()), endpoint_text(health->local_endpoint()),
@@ -391,6 +475,8 @@ int run(const RunFlags& flags) {
   log->set_pattern("[%Y-%m-%dT%H:%M:%S.%eZ] [%^%l%$] %v", spdlog::pattern_time_type::utc);
   log->set_level(spdlog::level::from_str(flags.log_level));
   spdlog::set_default_logger(log);
+  s.not_ready = check_captured_families(s, *log);
+  if (!s.not_ready.empty()) log->error("{}", s.not_ready);
   if (s.pod_ips.empty()) {
     s.pod_ips = detect_pod_ips();
     s.pod_ips_detected = true;
@@ -427,8 +513,13 @@ void add_run_command(CLI::App& app) {
   run_cmd->add_option("--pod-ip", flags->pod_ips,
                       "the pod's address (repeatable; default: the addresses of the non-loopback interfaces), for the loop guard")
       ->allow_extra_args(false)->type_name("IP");
-  run_cmd->add_option("--listen-address", flags->listen_address, "address of the inbound, outbound and health listeners (:: for dual stack)")
-      ->type_name("IP")->capture_default_str();
+  run_cmd->add_option("--ip-families", flags->ip_families,
+                      "address families the listeners serve: auto (both, on :: with IPv4 v4-mapped, where the kernel has "
+                      "IPv6; else IPv4), ipv4 (0.0.0.0), ipv6 (:: IPv6 only) or dual (::); init --ip-families takes the same values")
+      ->type_name("FAMILIES")->capture_default_str();
+  run_cmd->add_option("--listen-address", flags->listen_address,
+                      "address of the inbound, outbound and health listeners (default: from --ip-families; :: serves both families)")
+      ->type_name("IP");
   run_cmd->add_option("--inbound-port", flags->inbound_port, "inbound listener port")->type_name("PORT")->capture_default_str();
   run_cmd->add_option("--outbound-port", flags->outbound_port, "outbound listener port")->type_name("PORT")->capture_default_str();
   run_cmd->add_option("--admin-port", flags->admin_port, "admin port on 127.0.0.1 (GET /stats, /ready)")->type_name("PORT")->capture_default_str();

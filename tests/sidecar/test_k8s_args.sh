@@ -1,0 +1,71 @@
+# The Kubernetes manifests' arguments (examples/sidecar/k8s/*.yaml) in a dual-stack pod: every `init` and
+# `run` argument list the manifests pass, taken from the files themselves ($(POD_IP) as the kubelet
+# expands it: the pod's first, IPv4, address), `run` as the manifests run it (uid 1337, no capability, so
+# it cannot read the capture rules), and the postStart `wait`. Clients over IPv4 and IPv6 reach a server
+# on every address through each policy, and the loopback-only or pod-IP-only server as the policy says.
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/run_lib.sh"
+
+K8S_DIR="$(dirname "$0")/../../examples/sidecar/k8s"
+POD_IP6=fd00:77::5
+CLIENT_IP6=fd00:77::9
+make_pod_and_client
+for ns in "$POD" "$CLIENT"; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0; done
+ip -n "$POD" addr add "$POD_IP6/64" dev eth0 nodad
+ip -n "$CLIENT" addr add "$CLIENT_IP6/64" dev eth0 nodad
+
+# The argument lists, one JSON array a line, as the manifests write them.
+args_of() {  # FIRST_ARG: the distinct `args: [...]` lists starting with FIRST_ARG
+  grep -h '^ *args: \[' "$K8S_DIR"/*.yaml | sed 's/^ *args: //' | jq -c "select(.[0] == \"$1\")" | sort -u
+}
+mapfile -t init_lists < <(args_of init)
+mapfile -t run_lists < <(args_of run)
+[ "${#init_lists[@]}" -ge 1 ] && [ "${#run_lists[@]}" -ge 1 ] || fail "no init or run args found in $K8S_DIR"
+grep -q 'runAsUser: 1337' "$K8S_DIR"/10-loopback.yaml || fail "the manifests no longer run the sidecar as 1337: update this test"
+wait_cmd=$(grep -h 'command: \["podproxy-sidecar", "wait"' "$K8S_DIR"/*.yaml | sort -u | sed 's/^ *command: //')
+[ -n "$wait_cmd" ] || fail "no postStart wait command found in $K8S_DIR"
+
+# expand JSON_ARRAY: the arguments, one a line, with $(POD_IP) expanded.
+expand() { jq -r '.[]' <<<"$1" | sed "s/\$(POD_IP)/$POD_IP/g"; }
+
+serve_pong "$POD" 127.0.0.1 8080 40
+serve_pong "$POD" ::1 8090 40
+serve_pong "$POD" "$POD_IP" 8081 40
+serve_pong "$POD" "$POD_IP6" 8091 40
+serve_pong "$POD" "" 8082 80
+RESET="Ncat: Connection reset by peer."
+check() {  # LABEL ADDRESS PORT EXPECTED
+  wait_listen "$POD" "$3" || fail "no server on $3"
+  expect_eq "$1: client -> $2 port $3" "$(client "$CLIENT" "$2" "$3")" "$4"
+}
+
+for init_json in "${init_lists[@]}"; do
+  mapfile -t init_args < <(expand "$init_json")
+  ip netns exec "$POD" "$SIDECAR" "${init_args[@]}" >"$WORK/init.out" || fail "init ${init_args[*]} failed"
+  grep -q "IPv6 capture rules applied" "$WORK/init.out" || fail "init ${init_args[*]}: $(cat "$WORK/init.out")"
+  pass "manifest init args (${init_args[*]}): both families captured"
+  for run_json in "${run_lists[@]}"; do
+    mapfile -t run_args < <(expand "$run_json")
+    LABEL="${run_args[*]}"
+    # As the manifests' securityContext runs it: uid and gid 1337, every capability dropped.
+    spawn ip netns exec "$POD" setpriv --reuid=1337 --regid=1337 --clear-groups --inh-caps=-all --bounding-set=-all \
+      "$SIDECAR" "${run_args[@]}" >"$WORK/run.log" 2>"$WORK/run.err"
+    SIDECAR_PID=$SPAWNED
+    mapfile -t wait_args < <(jq -r '.[1:][]' <<<"$wait_cmd")
+    ip netns exec "$POD" "$SIDECAR" "${wait_args[@]}" >/dev/null 2>&1 || fail "$LABEL: the postStart wait failed: $(cat "$WORK/run.err")"
+    expect_eq "$LABEL: /healthz/ready over IPv6 (the pod IP)" "$(http_status "$CLIENT" "http://[$POD_IP6]:15021/healthz/ready")" 200
+    grep -q "cannot read the IPv6 capture rules" "$WORK/run.err" || fail "$LABEL: does not say it could not check the rules"
+    check "$LABEL, IPv4" "$POD_IP" 8082 pong
+    check "$LABEL, IPv6" "$POD_IP6" 8082 pong
+    if grep -q -- "--inbound-policy loopback" <<<"$LABEL"; then
+      check "$LABEL, IPv4" "$POD_IP" 8080 pong
+      check "$LABEL, IPv6" "$POD_IP6" 8090 pong
+      check "$LABEL, IPv6" "$POD_IP6" 8091 "$RESET"
+    else
+      check "$LABEL, IPv4" "$POD_IP" 8081 pong
+      check "$LABEL, IPv6" "$POD_IP6" 8091 pong
+      check "$LABEL, IPv6" "$POD_IP6" 8090 "$RESET"
+    fi
+    stop_sidecar || fail "$LABEL: exit status $?"
+  done
+done
