@@ -2,6 +2,9 @@
 # `run` needs no capability at all when started as the proxy uid, CAP_SETUID + CAP_SETGID when started as
 # root to drop to it, and CAP_NET_ADMIN only for --mode tproxy or --mark. Each case started with setpriv
 # holding exactly that, and shown to work (traffic through the capture) or to fail with a message.
+# Then every combination of --uid (1337, 0), --mark (set or not) and --mode (redirect, tproxy), started
+# as full root with inheritable and ambient capabilities besides: after the drop each keeps exactly
+# CAP_NET_ADMIN (--mark or tproxy) or nothing, in every set of /proc/PID/status, with no_new_privs.
 source "$(dirname "$0")/../sidecar/lib.sh"
 source "$(dirname "$0")/../sidecar/run_lib.sh"
 command -v setpriv >/dev/null || fail "setpriv (util-linux) is missing"
@@ -22,9 +25,22 @@ ip netns exec "$POD" setpriv --inh-caps -all --bounding-set -all,+net_admin "$SI
   fail "init with CAP_NET_ADMIN alone: no inbound REDIRECT rule"
 pass "init with CAP_NET_ADMIN alone writes the capture rules"
 
-# cap_eff PID: the effective capability mask of a process.
-cap_eff() { awk '/^CapEff:/ { print $2 }' "/proc/$1/status"; }
+# cap_eff PID: the effective capability mask of a process; status_field PID NAME: any line of its status.
+status_field() { awk -v name="$2:" '$1 == name { $1 = ""; sub(/^ /, ""); print }' "/proc/$1/status"; }
+cap_eff() { status_field "$1" CapEff; }
 NET_ADMIN_MASK=0000000000001000
+NONE=0000000000000000
+# expect_privileges LABEL PID CAPS [BOUNDING]: CAPS permitted and effective, nothing inheritable or
+# ambient, no_new_privs set; with BOUNDING, that bounding set too.
+expect_privileges() {
+  local label=$1 pid=$2 caps=$3 bounding=${4:-}
+  expect_eq "$label: CapEff" "$(status_field "$pid" CapEff)" "$caps"
+  expect_eq "$label: CapPrm" "$(status_field "$pid" CapPrm)" "$caps"
+  expect_eq "$label: CapInh" "$(status_field "$pid" CapInh)" "$NONE"
+  expect_eq "$label: CapAmb" "$(status_field "$pid" CapAmb)" "$NONE"
+  [ -z "$bounding" ] || expect_eq "$label: CapBnd" "$(status_field "$pid" CapBnd)" "$bounding"
+  expect_eq "$label: NoNewPrivs" "$(status_field "$pid" NoNewPrivs)" 1
+}
 
 # start_run LABEL SETPRIV_ARGS... -- RUN_ARGS...: starts run behind setpriv; waits until ready.
 start_run() {
@@ -47,14 +63,15 @@ serves() {
 # run as the proxy uid from the start, no capability at all.
 start_run as-proxy-uid "${AS_PROXY[@]}" "${NO_CAPS[@]}" -- --uid "$PROXY_UID" --gid "$PROXY_UID"
 expect_eq "as-proxy-uid: uid" "$(ps -o uid= -p "$SIDECAR_PID" | tr -d ' ')" "$PROXY_UID"
-expect_eq "as-proxy-uid: effective capabilities" "$(cap_eff "$SIDECAR_PID")" 0000000000000000
+expect_privileges as-proxy-uid "$SIDECAR_PID" "$NONE" "$NONE"
 serves as-proxy-uid 8081
 stop_sidecar || fail "as-proxy-uid: exit status $?"
 
 # run as root holding only CAP_SETUID and CAP_SETGID: binds, drops to the proxy uid, keeps nothing.
 start_run root-setuid --bounding-set -all,+setuid,+setgid -- --uid "$PROXY_UID" --gid "$PROXY_UID"
 expect_eq "root-setuid: uid after the drop" "$(ps -o uid= -p "$SIDECAR_PID" | tr -d ' ')" "$PROXY_UID"
-expect_eq "root-setuid: effective capabilities after the drop" "$(cap_eff "$SIDECAR_PID")" 0000000000000000
+# Without CAP_SETPCAP the bounding set cannot shrink: it stays the two that setpriv left.
+expect_privileges root-setuid "$SIDECAR_PID" "$NONE" 00000000000000c0
 serves root-setuid 8082
 stop_sidecar || fail "root-setuid: exit status $?"
 
@@ -74,7 +91,7 @@ grep -q -- "--mark needs CAP_NET_ADMIN" "$WORK/mark-nocap.err" || fail "--mark w
 pass "--mark without CAP_NET_ADMIN: $(grep -o -- '--mark needs.*' "$WORK/mark-nocap.err")"
 start_run root-mark --bounding-set -all,+setuid,+setgid,+net_admin -- --uid "$PROXY_UID" --gid "$PROXY_UID" --mark 0x539
 expect_eq "root-mark: uid after the drop" "$(ps -o uid= -p "$SIDECAR_PID" | tr -d ' ')" "$PROXY_UID"
-expect_eq "root-mark: effective capabilities after the drop (CAP_NET_ADMIN only)" "$(cap_eff "$SIDECAR_PID")" "$NET_ADMIN_MASK"
+expect_privileges "root-mark (CAP_NET_ADMIN only)" "$SIDECAR_PID" "$NET_ADMIN_MASK" 00000000000010c0
 serves root-mark 8083
 stop_sidecar || fail "root-mark: exit status $?"
 
@@ -86,5 +103,36 @@ expect_eq "--mode tproxy without CAP_NET_ADMIN: exit status" "$status" 1
 grep -q "tproxy needs CAP_NET_ADMIN" "$WORK/tproxy-nocap.err" || fail "--mode tproxy without CAP_NET_ADMIN: no message"
 pass "--mode tproxy without CAP_NET_ADMIN: $(grep -o 'listen on.*' "$WORK/tproxy-nocap.err")"
 start_run root-tproxy --bounding-set -all,+setuid,+setgid,+net_admin -- --uid "$PROXY_UID" --gid "$PROXY_UID" --mode tproxy
-expect_eq "root-tproxy: effective capabilities after the drop (CAP_NET_ADMIN only)" "$(cap_eff "$SIDECAR_PID")" "$NET_ADMIN_MASK"
+expect_privileges "root-tproxy (CAP_NET_ADMIN only)" "$SIDECAR_PID" "$NET_ADMIN_MASK" 00000000000010c0
 stop_sidecar || fail "root-tproxy: exit status $?"
+
+# Every combination of --uid, --mark and --mode, started as root with every capability, and inheritable
+# and ambient ones besides (a runtime could pass them): each keeps exactly what its mode needs, and with
+# CAP_SETPCAP at hand the bounding set is cut to the same. The capture rules exempt the mark too, and every
+# redirect case delivers through them (SO_MARK on the delivery needs the CAP_NET_ADMIN it kept).
+MARK=4242
+ip netns exec "$POD" "$SIDECAR" init --proxy-uid "$PROXY_UID" --proxy-gid "$PROXY_UID" --proxy-mark "$MARK" >/dev/null ||
+  fail "init --proxy-mark $MARK failed"
+EXTRA_CAPS=(--inh-caps +net_raw,+sys_admin --ambient-caps +net_raw,+sys_admin)
+port=8090
+for uid in "$PROXY_UID" 0; do
+  for mark in "" "$MARK"; do
+    for mode in redirect tproxy; do
+      label="uid $uid${mark:+ --mark $mark} --mode $mode"
+      start_run "matrix-$uid-${mark:-nomark}-$mode" "${EXTRA_CAPS[@]}" -- \
+        --uid "$uid" --gid "$uid" ${mark:+--mark "$mark"} --mode "$mode"
+      expect_eq "$label: uid" "$(status_field "$SIDECAR_PID" Uid)" "$uid $uid $uid $uid"
+      expect_eq "$label: groups" "$(status_field "$SIDECAR_PID" Groups | tr -d ' \t')" "$uid"
+      if [ -n "$mark" ] || [ "$mode" = tproxy ]; then
+        expect_privileges "$label" "$SIDECAR_PID" "$NET_ADMIN_MASK" "$NET_ADMIN_MASK"
+      else
+        expect_privileges "$label" "$SIDECAR_PID" "$NONE" "$NONE"
+      fi
+      if [ "$mode" = redirect ]; then
+        port=$((port + 1))
+        serves "$label" "$port"
+      fi
+      stop_sidecar || fail "$label: exit status $?"
+    done
+  done
+done

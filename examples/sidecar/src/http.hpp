@@ -21,7 +21,6 @@
 
 #include <algorithm>
 
-#include <atomic>
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -107,17 +106,35 @@ inline std::string serialize(const Response& response, bool head_only) {
 
 
 /// Answers GET and HEAD with the handler's response, anything else with 405 (Allow: GET, HEAD). The
-/// handler runs on the connection's strand, possibly on several threads at once; it must not block.
+/// handler runs on the server's strand; it must not block.
 using Handler = std::function<Response(const Request&)>;
 
-/// Listens on one endpoint and answers each connection's single request. Bounded: a request head of at
-/// most max_request_head bytes, `max_connections` at once (more are closed at once), `request_timeout`
-/// to send the request.
+/// How a Server bounds what clients can make it hold. A health probe sends its whole request head in one
+/// segment as soon as it connects; a client that does not is either slow or hostile, and must not keep a
+/// probe out. So: a deadline for the whole head counted from the accept (not per read, or a client that
+/// trickles a byte at a time keeps its slot), a cap on connections held at once far above what probes
+/// need, and at the cap the oldest connection that is waiting on its client (for its head, or to close
+/// after its answer) is closed to make room. When every held connection is being answered, the server
+/// stops accepting until one finishes: new connections wait in the listen backlog instead of being closed.
+struct ServerOptions {
+  std::size_t max_connections = 1024;  ///< held at once; each holds at most max_request_head bytes
+  std::chrono::milliseconds head_timeout = std::chrono::seconds(1);   ///< for the whole request head
+  std::chrono::milliseconds write_timeout = std::chrono::seconds(2);  ///< for the answer
+  std::chrono::milliseconds linger = std::chrono::seconds(1);  ///< after the answer, for the client to close
+  int backlog = asio::socket_base::max_listen_connections;     ///< the kernel caps it at net.core.somaxconn
+};
+
+namespace detail {
+struct ServerState;  // what a Server's accept loop and its connections share (http.cpp)
+}  // namespace detail
+
+/// Listens on one endpoint and answers each connection's single request within the bounds of
+/// ServerOptions. Every connection runs on the server's strand.
 class Server {
  public:
   /// Binds and listens (SO_REUSEADDR); throws std::system_error naming the endpoint on failure.
   Server(asio::any_io_executor executor, asio::ip::tcp::endpoint endpoint, Handler handler,
-         std::size_t max_connections = 64, std::chrono::milliseconds request_timeout = std::chrono::seconds(5));
+         ServerOptions options = {});
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
@@ -128,16 +145,13 @@ class Server {
 
  private:
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> serve(asio::ip::tcp::socket socket);
 
-  asio::any_io_executor executor_;
   asio::strand<asio::any_io_executor> strand_;
   asio::ip::tcp::acceptor acceptor_;
   asio::ip::tcp::endpoint local_;
-  Handler handler_;
-  std::size_t max_connections_;
-  std::chrono::milliseconds request_timeout_;
-  std::shared_ptr<std::atomic<std::size_t>> open_ = std::make_shared<std::atomic<std::size_t>>(0);
+  // Shared with every connection's coroutine: the io_context destroys unfinished coroutine frames after
+  // the Server is gone, and a frame unregisters its connection in its destructor.
+  std::shared_ptr<detail::ServerState> state_;
 };
 
 /// What one GET returned, or why it failed.

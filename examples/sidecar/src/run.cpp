@@ -29,6 +29,7 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -254,6 +255,19 @@ std::vector<std::pair<std::uint16_t, podproxy::UpstreamTarget>> override_targets
   return out;
 }
 
+/// The admin and health servers' bounds: ServerOptions' defaults, with fewer connections when the
+/// descriptor limit is low, so that clients of the two servers can never take the descriptors the proxies
+/// need (each held connection is one descriptor).
+http::ServerOptions http_server_options() {
+  http::ServerOptions options;
+  rlimit files{};
+  if (::getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur != RLIM_INFINITY) {
+    options.max_connections =
+        std::clamp<std::size_t>(files.rlim_cur / 8, 16, options.max_connections);
+  }
+  return options;
+}
+
 /// Everything `run` serves, for one combination of destination source, inbound policy and relay.
 template <class Source, class InboundPolicy, class Relay>
 int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const podproxy::PipePool* pool) {
@@ -341,6 +355,7 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
       inbound_at = w.inbound->local_endpoint();
       outbound_at = w.outbound->local_endpoint();
     }
+    const http::ServerOptions http_options = http_server_options();
     admin = std::make_unique<http::Server>(
         workers.front()->io.get_executor(), asio::ip::tcp::endpoint{asio::ip::address_v4::loopback(), s.admin_port},
         [&](const http::Request& request) -> http::Response {
@@ -350,13 +365,15 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
           }
           if (request.path == "/ready") return readiness(request);
           return {404, "not found: try /stats or /ready\n"};
-        });
+        },
+        http_options);
     health = std::make_unique<http::Server>(workers.front()->io.get_executor(),
                                             asio::ip::tcp::endpoint{s.listen_address, s.health_port},
                                             [&](const http::Request& request) -> http::Response {
                                               if (request.path == "/healthz/ready") return readiness(request);
                                               return {404, "not found: try /healthz/ready\n"};
-                                            });
+                                            },
+                                            http_options);
   } catch (const std::system_error& e) {
     log->error("{}", e.what());
     if (e.code() == std::errc::operation_not_permitted) {
