@@ -9,14 +9,16 @@
 #   make-base-images.sh --force         remake both tags even when they exist
 #
 # What differs from Docker Hub's images (which debuerreotype also makes with minbase): these are built here,
-# today, from the mirror given, and carry none of debuerreotype's apt tweaks. -slim is the same tree with
+# today, from the mirror given; they take debuerreotype's apt settings (no package cache files, no
+# translations: without them each `apt-get update` leaves tens of MB of /var/cache/apt/*.bin in its layer) but
+# none of its other tweaks. -slim is the same tree with
 # /usr/share/{man,info,locale} emptied, only copyright files left in /usr/share/doc, and Docker Hub's dpkg
 # path-excludes in /etc/dpkg/dpkg.cfg.d/docker, so that later `apt-get install`s leave those out too.
 #
 # Exit status: 0 both images present, 1 a step failed, 2 cannot run here (not root, a tool missing, bad flag).
 set -euo pipefail
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 refuse() { echo "make-base-images.sh: $*" >&2; exit 2; }
 
 mirror=
@@ -96,6 +98,16 @@ fi
   fi
 } >"$root/etc/apt/sources.list.d/debian.sources"
 rm -f "$root/etc/apt/sources.list"
+# Docker Hub's apt settings for images (debuerreotype's): apt keeps no binary cache or downloaded packages
+# in a layer, and fetches no translations.
+cat >"$root/etc/apt/apt.conf.d/docker-clean" <<'CFG'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+CFG
+echo 'Acquire::Languages "none";' >"$root/etc/apt/apt.conf.d/docker-no-languages"
+echo 'Apt::AutoRemove::SuggestsImportant "false";' >"$root/etc/apt/apt.conf.d/docker-autoremove-suggests"
 # What a container image has no use for: downloaded packages, package lists, the build host's name.
 rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/cache/apt/*.bin "$root"/var/lib/apt/lists/* "$root"/var/log/*.log
 : >"$root/etc/hostname"
