@@ -6,6 +6,7 @@ packages=(
   libasio-dev catch2 libbenchmark-dev libcli11-dev libspdlog-dev libfmt-dev
   iproute2 iptables nftables ncat iperf3 procps curl jq python3 util-linux
   clang libclang-rt-14-dev
+  podman buildah runc catatonit debootstrap python3-yaml   # k8s.podman: the Dockerfile and manifests under podman
 )
 missing=()
 for p in "${packages[@]}"; do
