@@ -39,20 +39,6 @@ namespace podproxy {
   return endpoint;
 }
 
-/// As above, for an Asio socket.
-[[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
-    asio::ip::tcp::socket& socket, const asio::ip::tcp::endpoint& local, std::error_code& ec) {
-  return redirected_destination(socket.native_handle(), local, ec);
-}
-
-/// As above, asking the kernel for the socket's local address first.
-[[nodiscard]] inline std::optional<asio::ip::tcp::endpoint> redirected_destination(
-    asio::ip::tcp::socket& socket, std::error_code& ec) {
-  const auto local = socket.local_endpoint(ec);
-  if (ec) return std::nullopt;
-  return redirected_destination(socket, local, ec);
-}
-
 /// Destination source for REDIRECT capture: SO_ORIGINAL_DST when netfilter rewrote the connection, the
 /// accepted socket's local address otherwise (a direct connection, or TPROXY, where the local address
 /// is what the client dialed).

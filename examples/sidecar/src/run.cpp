@@ -6,10 +6,8 @@
 // SO_REUSEPORT listeners, so the kernel spreads new connections over the threads and a connection stays on
 // the thread that accepted it: no strand, no lock, no hop between threads on the relay's path. The proxies
 // of a listener share one ProxyStats (atomic counters) and every proxy one PipePool. The admin and health
-// servers and the signals run on the first thread. Against one io_context run by all the threads with a
-// strand per connection (the design before), --threads 2, iperf3 through the capture rules (bench/sidecar_ab):
-// 1 stream 14.5-15.1 Gb/s against 12.5-13.2, 4 streams 15.9-17.0 against 13.4-15.7, at 0.25-0.33 CPU-s/GB
-// against 0.34-0.37.
+// servers and the signals run on the first thread. It measured faster than one io_context run by all the
+// threads with a strand per connection (bench/sidecar_ab; the figures are in bench/README.md).
 #include "access_log.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
