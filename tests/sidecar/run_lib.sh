@@ -39,6 +39,17 @@ make_pod_and_client() {
   ip -n "$CLIENT" link set eth0 up
 }
 
+# make_dual_stack_pod_and_client: make_pod_and_client, plus an IPv6 address on each eth0 (POD_IP6, CLIENT_IP6).
+POD_IP6=fd00:77::5
+CLIENT_IP6=fd00:77::9
+make_dual_stack_pod_and_client() {
+  local ns
+  make_pod_and_client
+  for ns in "$POD" "$CLIENT"; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0; done
+  ip -n "$POD" addr add "$POD_IP6/64" dev eth0 nodad
+  ip -n "$CLIENT" addr add "$CLIENT_IP6/64" dev eth0 nodad
+}
+
 # The capture rules. With a sidecar whose `init` is implemented, `podproxy-sidecar init` writes them;
 # otherwise (the branch that writes `init` not merged yet) the test installs Istio's rules itself, the same
 # chains istio-iptables writes (ISTIO_* renamed PP_*), with iptables-restore.

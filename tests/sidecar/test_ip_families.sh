@@ -5,12 +5,7 @@
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/run_lib.sh"
 
-POD_IP6=fd00:77::5
-CLIENT_IP6=fd00:77::9
-make_pod_and_client
-for ns in "$POD" "$CLIENT"; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0; done
-ip -n "$POD" addr add "$POD_IP6/64" dev eth0 nodad
-ip -n "$CLIENT" addr add "$CLIENT_IP6/64" dev eth0 nodad
+make_dual_stack_pod_and_client
 in_pod() { ip netns exec "$POD" "$@"; }
 
 # refused WANT_IN_MESSAGE ARGS...: podproxy-sidecar ARGS exits 2 naming WANT_IN_MESSAGE.

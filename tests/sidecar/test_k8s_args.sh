@@ -7,12 +7,7 @@ source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/run_lib.sh"
 
 K8S_DIR="$(dirname "$0")/../../examples/sidecar/k8s"
-POD_IP6=fd00:77::5
-CLIENT_IP6=fd00:77::9
-make_pod_and_client
-for ns in "$POD" "$CLIENT"; do ip netns exec "$ns" sysctl -qw net.ipv6.conf.all.disable_ipv6=0; done
-ip -n "$POD" addr add "$POD_IP6/64" dev eth0 nodad
-ip -n "$CLIENT" addr add "$CLIENT_IP6/64" dev eth0 nodad
+make_dual_stack_pod_and_client
 
 # The argument lists, one JSON array a line, as the manifests write them.
 args_of() {  # FIRST_ARG: the distinct `args: [...]` lists starting with FIRST_ARG
