@@ -34,6 +34,35 @@ rule_packets() {
 }
 loopback_rule() { echo "-p tcp ! -i lo -d $1 -j RETURN"; }
 
+# capture_layer MODE TABLE WANT TARGET...: with the capture rules as init wrote them, the neighbour's
+# connection to each TARGET ("HOST PORT") gives WANT, the loopback rule of TABLE matched the SYNs, and the
+# proxy saw no connection.
+capture_layer() {
+  local mode=$1 table=$2 want=$3 target before
+  shift 3
+  before=$(rule_packets "$table" 127.0.0.0/8)
+  [ -n "$before" ] || fail "init wrote no loopback rule in $table PODPROXY_INBOUND"
+  for target in "$@"; do
+    expect_eq "$mode, both layers: neighbour -> ${target/ /:}" "$(neighbour $target)" "$want"
+  done
+  [ "$(rule_packets "$table" 127.0.0.0/8)" -gt "$before" ] || fail "the $table loopback rule matched nothing"
+  expect_stat "$POD" downstream_cx_total inbound 0
+  pass "$mode, capture layer: the rule matched the SYNs, the proxy saw nothing"
+}
+
+# proxy_layer_alone MODE TABLE HOST PORT: without TABLE's loopback rule the neighbour's SYN reaches the
+# proxy, which resets it, counts it and logs it with end=loopback_refused, and dials nothing.
+proxy_layer_alone() {
+  local mode=$1 table=$2 host=$3 port=$4
+  in_pod iptables -t "$table" -D PODPROXY_INBOUND $(loopback_rule 127.0.0.0/8)
+  expect_eq "$mode, proxy layer alone: neighbour -> $host:$port" "$(neighbour "$host" "$port")" "$RESET"
+  expect_stat "$POD" downstream_cx_loopback_refused inbound 1
+  expect_stat "$POD" upstream_cx_total inbound 0
+  grep -q "inbound $CLIENT_IP:[0-9]* -> $host:$port upstream=- .*flags=NR end=loopback_refused" "$WORK/$mode.log" ||
+    fail "$mode: no access-log line with end=loopback_refused"
+  pass "$mode, proxy layer: the client was reset, counted, and logged with end=loopback_refused"
+}
+
 # The loopback-only services, and what each policy may legitimately reach.
 serve_pong "$POD" 127.0.0.1 9001
 serve_pong "$POD" 127.0.0.2 9002
@@ -49,22 +78,9 @@ done
 # --- REDIRECT mode -------------------------------------------------------------------------------------------
 in_pod "$SIDECAR" init --proxy-uid "$PROXY_UID" --proxy-gid "$PROXY_UID" --no-ipv6 >/dev/null
 start_sidecar "$POD" "$WORK/redirect" --inbound-policy pod-ip
-before=$(rule_packets nat 127.0.0.0/8)
-[ -n "$before" ] || fail "init wrote no loopback rule in nat PODPROXY_INBOUND"
-expect_eq "redirect, both layers: neighbour -> 127.0.0.1:9001" "$(neighbour 127.0.0.1 9001)" "$DROPPED"
-# Capture alone stopped it: the packets matched the rule and the proxy never saw a connection.
-[ "$(rule_packets nat 127.0.0.0/8)" -gt "$before" ] || fail "the loopback rule matched nothing"
-expect_stat "$POD" downstream_cx_total inbound 0
-pass "redirect, capture layer: the rule matched the SYNs, the kernel dropped them, the proxy saw nothing"
-
-# The proxy alone: without the capture rule the SYN is redirected to the proxy, which refuses it.
-in_pod iptables -t nat -D PODPROXY_INBOUND $(loopback_rule 127.0.0.0/8)
-expect_eq "redirect, proxy layer alone: neighbour -> 127.0.0.1:9001" "$(neighbour 127.0.0.1 9001)" "$RESET"
-expect_stat "$POD" downstream_cx_loopback_refused inbound 1
-expect_stat "$POD" upstream_cx_total inbound 0
-grep -q "inbound $CLIENT_IP:[0-9]* -> 127.0.0.1:9001 upstream=- .*flags=NR end=loopback_refused" "$WORK/redirect.log" ||
-  fail "no access-log line with end=loopback_refused"
-pass "redirect, proxy layer: the client was reset, counted, and logged with end=loopback_refused"
+# Capture alone stops it: the kernel drops what the rule leaves unrewritten, before the proxy could see it.
+capture_layer redirect nat "$DROPPED" "127.0.0.1 9001"
+proxy_layer_alone redirect nat 127.0.0.1 9001
 
 expect_eq "pod-ip policy: neighbour -> $POD_IP:8081 (legitimate)" "$(neighbour "$POD_IP" 8081)" pong
 stop_sidecar || fail "exit status $?"
@@ -80,32 +96,15 @@ expect_eq "redirect: connections the loopback services got from outside the pod"
 in_pod "$SIDECAR" init --clean >/dev/null
 in_pod "$SIDECAR" init --mode tproxy --no-ipv6 >/dev/null
 start_sidecar "$POD" "$WORK/tproxy" --mode tproxy
-before=$(rule_packets mangle 127.0.0.0/8)
-[ -n "$before" ] || fail "init wrote no loopback rule in mangle PODPROXY_INBOUND"
-for target in "127.0.0.1 9001" "127.0.0.2 9002"; do
-  expect_eq "tproxy, both layers: neighbour -> ${target/ /:}" "$(neighbour $target)" "$DROPPED"
-done
-[ "$(rule_packets mangle 127.0.0.0/8)" -gt "$before" ] || fail "the mangle loopback rule matched nothing"
-expect_stat "$POD" downstream_cx_total inbound 0
-pass "tproxy, capture layer: the rule matched the SYNs, the kernel dropped them, the proxy saw nothing"
+capture_layer tproxy mangle "$DROPPED" "127.0.0.1 9001" "127.0.0.2 9002"
 
 # TPROXY leaves routing to the kernel, whose martian check drops these packets even when captured; a pod
 # with route_localnet set (some CNIs set it) has no such check. There, the rule still keeps them from the
 # proxy: the kernel delivers them itself, exactly as it would to a pod without a sidecar.
 in_pod sysctl -qw net.ipv4.conf.all.route_localnet=1 net.ipv4.conf.eth0.route_localnet=1
-before=$(rule_packets mangle 127.0.0.0/8)
-expect_eq "tproxy, route_localnet=1, both layers: neighbour -> 127.0.0.2:9002 (the pod's own kernel delivers)" \
-  "$(neighbour 127.0.0.2 9002)" pong
-[ "$(rule_packets mangle 127.0.0.0/8)" -gt "$before" ] || fail "the mangle loopback rule matched nothing"
-expect_stat "$POD" downstream_cx_total inbound 0
-pass "tproxy, route_localnet=1, capture layer: the rule matched, the proxy saw nothing"
+capture_layer "tproxy (route_localnet=1: the pod's own kernel delivers)" mangle pong "127.0.0.2 9002"
 # The proxy alone: no rule, no martian check (127.0.0.2: the TPROXY rule itself skips 127.0.0.1).
-in_pod iptables -t mangle -D PODPROXY_INBOUND $(loopback_rule 127.0.0.0/8)
-expect_eq "tproxy, proxy layer alone: neighbour -> 127.0.0.2:9002" "$(neighbour 127.0.0.2 9002)" "$RESET"
-expect_stat "$POD" downstream_cx_loopback_refused inbound 1
-grep -q "inbound $CLIENT_IP:[0-9]* -> 127.0.0.2:9002 upstream=- .*flags=NR end=loopback_refused" "$WORK/tproxy.log" ||
-  fail "no tproxy access-log line with end=loopback_refused"
-pass "tproxy, proxy layer: the client was reset, counted, and logged with end=loopback_refused"
+proxy_layer_alone tproxy mangle 127.0.0.2 9002
 in_pod sysctl -qw net.ipv4.conf.all.route_localnet=0 net.ipv4.conf.eth0.route_localnet=0
 expect_eq "tproxy pod-ip policy: neighbour -> $POD_IP:8081 (legitimate)" "$(neighbour "$POD_IP" 8081)" pong
 stop_sidecar || fail "exit status $?"
