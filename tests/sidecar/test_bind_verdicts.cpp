@@ -183,3 +183,20 @@ TEST_CASE("verdicts: an IPv6 wildcard listener's own IPV6_V6ONLY beats the names
   CHECK(v[2].pod_ip.reachable());  // unknown: the namespace default (dual stack) decides
   CHECK_FALSE(verdicts({unknown}, {ip("10.77.0.2")}, false, {})[0].pod_ip.reachable());
 }
+
+TEST_CASE("verdicts: the policies run uses are asked, so a policy built otherwise gives other verdicts",
+          "[check-binds]") {
+  const std::vector<TcpListener> listeners{{ip("10.77.0.2"), 8081, 0}};
+  // The default pod-ip policy dials 10.77.0.2:8081 from 127.0.0.6; one without a source bind dials it too,
+  // and the reason no longer names a source.
+  const auto bound = verdicts({{ip("127.0.0.1"), 8081, 0}}, {ip("10.77.0.2")}, true, {});
+  CHECK_THAT(bound[0].reason, Catch::Contains("the pod-ip policy dials 10.77.0.2:8081 (from 127.0.0.6)"));
+  const auto unbound = verdicts({{ip("127.0.0.1"), 8081, 0}}, {ip("10.77.0.2")}, true, {}, podproxy::LoopbackPolicy{},
+                                podproxy::PodIpPolicy::without_source_bind());
+  CHECK_THAT(unbound[0].reason, Catch::Contains("the pod-ip policy dials 10.77.0.2:8081: no listener"));
+  // A source of another address is reported as the policy has it.
+  const podproxy::PodIpPolicy other_source{ip("127.0.0.9"), ip("::9")};
+  const auto v = verdicts({{ip("127.0.0.1"), 8081, 0}}, {ip("10.77.0.2")}, true, {}, podproxy::LoopbackPolicy{}, other_source);
+  CHECK_THAT(v[0].reason, Catch::Contains("(from 127.0.0.9)"));
+  CHECK(verdicts(listeners, {ip("10.77.0.2")}, true, {})[0].pod_ip.reachable());
+}

@@ -4,6 +4,9 @@
 
 #include "tcp_listeners.hpp"
 
+#include <podproxy/policy/loopback.hpp>
+#include <podproxy/policy/pod_ip.hpp>
+
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -99,14 +102,25 @@ inline std::string endpoint_text(const asio::ip::address& address, std::uint16_t
 
 }  // namespace detail
 
+/// What `policy` dials for a connection captured on its way to `destination`:`port`: the policies `run`
+/// uses are asked, so that a verdict cannot drift from what `run` delivers.
+template <class Policy>
+std::optional<podproxy::UpstreamTarget> dial_of(const Policy& policy, const asio::ip::address& destination,
+                                                std::uint16_t port) {
+  const asio::ip::tcp::endpoint original{destination, port};
+  return policy.upstream_for(podproxy::Downstream{.peer = {}, .local = original, .original_destination = original});
+}
+
 /// The verdict for every listening port (ascending), skipping `skip_ports` (the sidecar's own).
 /// `dual_stack` is the namespace's default for [::] listeners whose IPV6_V6ONLY is unknown.
-/// The loopback policy dials 127.0.0.1:P (::1 for IPv6 traffic); the pod-ip policy dials PODIP:P from
-/// 127.0.0.6 (::6). A port is reachable under a policy when, for each family the pod has an address
-/// of, some listener on the port accepts the policy's dial.
+/// Each policy is asked what it dials for a connection to each pod IP (the loopback policy: 127.0.0.1:P,
+/// ::1 for IPv6 traffic; the pod-ip policy: PODIP:P from 127.0.0.6, ::6). A port is reachable under a
+/// policy when, for each family the pod has an address of, some listener on the port accepts its dial.
 inline std::vector<PortVerdict> verdicts(const std::vector<TcpListener>& listeners,
                                          const std::vector<asio::ip::address>& pod_ips, bool dual_stack,
-                                         const std::vector<std::uint16_t>& skip_ports) {
+                                         const std::vector<std::uint16_t>& skip_ports,
+                                         const podproxy::LoopbackPolicy& loopback_policy = {},
+                                         const podproxy::PodIpPolicy& pod_ip_policy = {}) {
   std::map<std::uint16_t, std::vector<TcpListener>> by_port;
   for (const auto& l : listeners) {
     if (std::find(skip_ports.begin(), skip_ports.end(), l.port) == skip_ports.end()) by_port[l.port].push_back(l);
@@ -127,19 +141,31 @@ inline std::vector<PortVerdict> verdicts(const std::vector<TcpListener>& listene
     };
     PortVerdict v{.port = port, .listeners = on_port, .loopback = {}, .pod_ip = {}, .reason = {}};
     std::vector<std::string> refused_loopback, refused_pod_ip;  // the dials no listener accepts
-    const auto judge = [&](const std::vector<asio::ip::address>& family_ips, const asio::ip::address& loopback,
-                           std::optional<bool>& loopback_reach, std::optional<bool>& pod_reach) {
+    std::vector<std::string> pod_ip_sources;                    // where the pod-ip policy dials from
+    // Every pod IP of the family must answer, under each policy: a Service may send traffic to any of them.
+    const auto judge = [&](const auto& policy, const std::vector<asio::ip::address>& family_ips,
+                           std::optional<bool>& reach, std::vector<std::string>& refused, bool note_sources) {
       if (family_ips.empty()) return;
-      loopback_reach = reached(loopback);
-      if (!*loopback_reach) refused_loopback.push_back(detail::endpoint_text(loopback, port));
-      // Every pod IP of the family must answer: a Service may send traffic to any of them.
-      pod_reach = std::all_of(family_ips.begin(), family_ips.end(), reached);
+      reach = true;
       for (const auto& ip : family_ips) {
-        if (!reached(ip)) refused_pod_ip.push_back(detail::endpoint_text(ip, port));
+        const auto target = dial_of(policy, ip, port);
+        if (!target) continue;
+        const std::string dial = detail::endpoint_text(target->endpoint.address(), target->endpoint.port());
+        if (note_sources && target->source) {
+          const std::string from = target->source->to_string();
+          if (std::find(pod_ip_sources.begin(), pod_ip_sources.end(), from) == pod_ip_sources.end()) {
+            pod_ip_sources.push_back(from);
+          }
+        }
+        if (reached(target->endpoint.address())) continue;
+        *reach = false;
+        if (std::find(refused.begin(), refused.end(), dial) == refused.end()) refused.push_back(dial);
       }
     };
-    judge(pod_v4, asio::ip::address_v4::loopback(), v.loopback.v4, v.pod_ip.v4);
-    judge(pod_v6, asio::ip::address_v6::loopback(), v.loopback.v6, v.pod_ip.v6);
+    judge(loopback_policy, pod_v4, v.loopback.v4, refused_loopback, false);
+    judge(loopback_policy, pod_v6, v.loopback.v6, refused_loopback, false);
+    judge(pod_ip_policy, pod_v4, v.pod_ip.v4, refused_pod_ip, true);
+    judge(pod_ip_policy, pod_v6, v.pod_ip.v6, refused_pod_ip, true);
 
     std::vector<std::string> binds;
     for (const auto& l : on_port) binds.push_back(describe_bind(l, pod_ips, dual_stack));
@@ -148,8 +174,8 @@ inline std::vector<PortVerdict> verdicts(const std::vector<TcpListener>& listene
       refused.push_back("the loopback policy dials " + detail::join(refused_loopback, " and "));
     }
     if (!refused_pod_ip.empty()) {
-      refused.push_back("the pod-ip policy dials " + detail::join(refused_pod_ip, " and ") + " (from " +
-                        (pod_v4.empty() ? "::6" : pod_v6.empty() ? "127.0.0.6" : "127.0.0.6 / ::6") + ")");
+      refused.push_back("the pod-ip policy dials " + detail::join(refused_pod_ip, " and ") +
+                        (pod_ip_sources.empty() ? "" : " (from " + detail::join(pod_ip_sources, " / ") + ")"));
     }
     v.reason = "bound to " + detail::join(binds, " and ") + ": " +
                (refused.empty() ? "both policies reach it" : detail::join(refused, "; ") + ": no listener accepts that");
