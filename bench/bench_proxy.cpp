@@ -80,6 +80,24 @@ long vm_rss_kib() {
   return -1;
 }
 
+using SpliceProxy = podproxy::Proxy<podproxy::Acceptor<podproxy::LocalAddress>, podproxy::FixedPolicy,
+                                    podproxy::SpliceRelay>;
+using BufferedProxy = podproxy::Proxy<podproxy::Acceptor<podproxy::LocalAddress>, podproxy::FixedPolicy,
+                                      podproxy::BufferedRelay>;
+
+/// One thread's share: its io_context and its proxy (an acceptor on the shared port).
+struct Worker {
+  asio::io_context io{1};
+  std::unique_ptr<SpliceProxy> splice;
+  std::unique_ptr<BufferedProxy> buffered;
+
+  [[nodiscard]] std::size_t active() const { return splice ? splice->active() : buffered->active(); }
+  void stop() {
+    if (splice) splice->stop(std::chrono::milliseconds(0), [this] { io.stop(); });
+    if (buffered) buffered->stop(std::chrono::milliseconds(0), [this] { io.stop(); });
+  }
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -101,23 +119,39 @@ int main(int argc, char** argv) {
   auto pool = std::make_shared<podproxy::PipePool>(
       podproxy::PipePoolOptions{.pipe_size = options.pipe_size, .max_pipes = options.max_pipes});
   const podproxy::FixedPolicy policy{{.endpoint = options.upstream}};
-  podproxy::WorkerGroup workers(options.threads);
-  asio::ip::tcp::endpoint bound;
+  std::vector<std::unique_ptr<Worker>> workers;
+  asio::ip::tcp::endpoint bound = options.listen;
   try {
-    const podproxy::AcceptorOptions listen{.endpoint = options.listen, .reuse_port = true};
-    const podproxy::ProxyOptions proxy_options{.stats = stats};
-    bound = options.relay == "splice"
-                ? workers.add<podproxy::LocalAddress>(listen, policy, podproxy::SpliceRelay(pool), proxy_options).local_endpoint
-                : workers.add<podproxy::LocalAddress>(listen, policy, podproxy::BufferedRelay{}, proxy_options).local_endpoint;
+    for (unsigned i = 0; i < options.threads; ++i) {
+      auto worker = std::make_unique<Worker>();
+      // The first acceptor learns the port (when 0 was asked for); the others join it with SO_REUSEPORT.
+      podproxy::Acceptor<podproxy::LocalAddress> acceptor(worker->io.get_executor(),
+                                                          {.endpoint = bound, .reuse_port = true, .strand_per_connection = false});
+      bound = acceptor.local_endpoint();
+      const podproxy::ProxyOptions proxy_options{.stats = stats};
+      if (options.relay == "splice") {
+        worker->splice = std::make_unique<SpliceProxy>(std::move(acceptor), policy, podproxy::SpliceRelay(pool),
+                                                       proxy_options);
+        worker->splice->start();
+      } else {
+        worker->buffered = std::make_unique<BufferedProxy>(std::move(acceptor), policy, podproxy::BufferedRelay{},
+                                                           proxy_options);
+        worker->buffered->start();
+      }
+      workers.push_back(std::move(worker));
+    }
   } catch (const std::system_error& e) {
     std::cerr << "podproxy-bench-proxy: " << e.what() << '\n';
     return 1;
   }
-  workers.start();
-  std::thread runner([&] { workers.run(); });
+
+  std::vector<std::thread> threads;
+  for (auto& worker : workers) threads.emplace_back([&io = worker->io] { io.run(); });
   std::cout << "listening on " << bound << std::endl;
 
-  const auto stop_all = [&] { workers.stop(std::chrono::milliseconds(0), [&] { workers.halt(); }); };
+  const auto stop_all = [&] {
+    for (auto& worker : workers) worker->stop();
+  };
   std::thread control;
   asio::io_context signals_io{1};
   asio::signal_set signals(signals_io, SIGINT, SIGTERM);
@@ -126,7 +160,8 @@ int main(int argc, char** argv) {
       std::string command;
       while (std::getline(std::cin, command)) {
         if (command == "stats") {
-          const std::size_t active = workers.active();
+          std::size_t active = 0;
+          for (auto& worker : workers) active += worker->active();
           const auto pipes = pool->stats();
           const auto heap = ::mallinfo2();
           rusage usage{};
@@ -147,7 +182,7 @@ int main(int argc, char** argv) {
     signals.async_wait([&](std::error_code, int) { stop_all(); });
     control = std::thread([&] { signals_io.run(); });
   }
-  runner.join();
+  for (auto& t : threads) t.join();
   signals_io.stop();
   if (control.joinable()) control.join();
   return 0;

@@ -26,4 +26,3 @@
 #include <podproxy/stats.hpp>
 #include <podproxy/upstream_target.hpp>
 #include <podproxy/version.hpp>
-#include <podproxy/worker_group.hpp>
