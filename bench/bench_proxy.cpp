@@ -40,11 +40,9 @@ struct Options {
 };
 
 asio::ip::tcp::endpoint parse_endpoint(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos) throw std::invalid_argument("expected HOST:PORT, got " + text);
-  std::string host = text.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  return {asio::ip::make_address(host), static_cast<unsigned short>(std::stoul(text.substr(colon + 1)))};
+  const auto endpoint = podproxy::parse_endpoint(text);
+  if (!endpoint) throw std::invalid_argument("expected HOST:PORT, got " + text);
+  return *endpoint;
 }
 
 Options parse(int argc, char** argv) {

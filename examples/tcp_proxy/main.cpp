@@ -16,16 +16,9 @@
 namespace {
 
 asio::ip::tcp::endpoint parse_endpoint(const std::string& text) {
-  const auto colon = text.rfind(':');
-  if (colon == std::string::npos) throw CLI::ValidationError(text, "expected HOST:PORT");
-  std::string host = text.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
-  std::error_code ec;
-  const auto address = asio::ip::make_address(host, ec);
-  if (ec) throw CLI::ValidationError(text, "'" + host + "' is not an IP address");
-  const auto port = std::stoul(text.substr(colon + 1));
-  if (port > 65535) throw CLI::ValidationError(text, "port out of range");
-  return {address, static_cast<unsigned short>(port)};
+  const auto endpoint = podproxy::parse_endpoint(text);
+  if (!endpoint) throw CLI::ValidationError(text, "expected HOST:PORT with an IP address (IPv6 as [ADDR]:PORT)");
+  return *endpoint;
 }
 
 template <class Source, class Policy, class Relay>

@@ -3,6 +3,7 @@
 
 #include <podproxy/concepts/destination_source.hpp>
 #include <podproxy/downstream.hpp>
+#include <podproxy/endpoint_text.hpp>
 #include <podproxy/native_socket.hpp>
 #include <podproxy/original_dst.hpp>
 
@@ -208,7 +209,7 @@ class Acceptor {
   void open() {
     const auto& ep = options_.endpoint;
     const auto fail = [&](std::error_code ec, const char* what) {
-      throw std::system_error(ec, std::string("listen on ") + endpoint_text(ep) + ": " + what);
+      throw std::system_error(ec, std::string("listen on ") + to_text(ep) + ": " + what);
     };
     const auto fail_errno = [&](const char* what) { fail({errno, std::system_category()}, what); };
     const bool v6 = ep.address().is_v6();
@@ -254,11 +255,6 @@ class Acceptor {
     local = unmapped(local);
     const auto original = unmapped(source_.original_destination(socket.native_handle(), local));
     return AcceptedConnection{std::move(socket), Downstream{unmapped(peer), local, original}};
-  }
-
-  static std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
-    const auto address = ep.address().to_string();
-    return (ep.address().is_v6() ? "[" + address + "]" : address) + ":" + std::to_string(ep.port());
   }
 
   executor_type executor_;

@@ -9,6 +9,7 @@
 #include <podproxy/connection_record.hpp>
 #include <podproxy/address.hpp>
 #include <podproxy/downstream.hpp>
+#include <podproxy/endpoint_text.hpp>
 #include <podproxy/native_socket.hpp>
 #include <podproxy/original_dst.hpp>
 #include <podproxy/policy/fixed.hpp>

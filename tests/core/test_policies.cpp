@@ -223,3 +223,19 @@ TEST_CASE("downstream: a client off loopback asking for a loopback address cross
   CHECK(unmapped(make_address("::ffff:10.1.2.3")) == make_address("10.1.2.3"));
   CHECK(unmapped(make_address("fd00::1")) == make_address("fd00::1"));
 }
+
+TEST_CASE("endpoint text: printed and parsed both ways, IPv6 in brackets, IPv4-mapped as IPv4", "[record]") {
+  CHECK(to_text({make_address("10.0.0.5"), 80}) == "10.0.0.5:80");
+  CHECK(to_text({make_address("fd00::5"), 8080}) == "[fd00::5]:8080");
+  CHECK(to_text({make_address("::ffff:10.0.0.5"), 80}) == "10.0.0.5:80");
+  for (const char* text : {"10.0.0.5:80", "[fd00::5]:8080", "0.0.0.0:0", "[::]:65535"}) {
+    const auto parsed = parse_endpoint(text);
+    REQUIRE(parsed);
+    CHECK(to_text(*parsed) == text);
+  }
+  for (const char* text : {"", "10.0.0.5", "10.0.0.5:", ":80", "fd00::5:80", "[fd00::5]", "host:80", "10.0.0.5:65536",
+                           "10.0.0.5:8o", "10.0.0.5:-1", "[10.0.0.5:80"}) {
+    INFO(text);
+    CHECK_FALSE(parse_endpoint(text));
+  }
+}

@@ -18,7 +18,7 @@
 
 #include <cstddef>  // before any Asio header: see http.hpp
 
-#include <podproxy/address.hpp>
+#include <podproxy/endpoint_text.hpp>
 #include <podproxy/connection_record.hpp>
 
 #include <fmt/format.h>
@@ -31,11 +31,7 @@
 namespace sidecar {
 
 /// IPv4 as 1.2.3.4:80, IPv6 as [::1]:80, v4-mapped IPv6 as the IPv4 it is.
-inline std::string endpoint_text(const asio::ip::tcp::endpoint& ep) {
-  const auto plain = podproxy::unmapped(ep);
-  if (plain.address().is_v6()) return fmt::format("[{}]:{}", plain.address().to_string(), plain.port());
-  return fmt::format("{}:{}", plain.address().to_string(), plain.port());
-}
+inline std::string endpoint_text(const asio::ip::tcp::endpoint& ep) { return podproxy::to_text(ep); }
 
 /// RFC 3339 UTC with milliseconds: 2026-11-26T00:00:00.123Z.
 inline std::string utc_timestamp(std::chrono::system_clock::time_point when) {

@@ -4,6 +4,7 @@
 
 #include "tcp_listeners.hpp"
 
+#include <podproxy/endpoint_text.hpp>
 #include <podproxy/policy/loopback.hpp>
 #include <podproxy/policy/pod_ip.hpp>
 
@@ -96,8 +97,7 @@ inline std::string join(const std::vector<std::string>& parts, std::string_view 
 }
 
 inline std::string endpoint_text(const asio::ip::address& address, std::uint16_t port) {
-  return address.is_v6() ? fmt::format("[{}]:{}", address.to_string(), port)
-                         : fmt::format("{}:{}", address.to_string(), port);
+  return podproxy::to_text({address, port});
 }
 
 }  // namespace detail

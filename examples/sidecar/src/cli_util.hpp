@@ -3,6 +3,7 @@
 #pragma once
 
 #include <CLI/CLI.hpp>
+#include <podproxy/endpoint_text.hpp>
 #include <asio/ip/address.hpp>
 #include <asio/ip/tcp.hpp>
 
@@ -50,8 +51,10 @@ inline asio::ip::address parse_address(std::string_view flag, std::string_view t
   return address;
 }
 
-/// HOST:PORT with an IP address for HOST; IPv6 as [::1]:80.
+/// HOST:PORT with an IP address for HOST; IPv6 as [::1]:80; port 1-65535. podproxy::parse_endpoint reads
+/// it; on a refusal, this works out which part is wrong, for the message.
 inline asio::ip::tcp::endpoint parse_endpoint(std::string_view flag, std::string_view text) {
+  if (auto endpoint = podproxy::parse_endpoint(text); endpoint && endpoint->port() != 0) return *endpoint;
   const auto colon = text.rfind(':');
   if (colon == std::string_view::npos || colon == 0) {
     throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not HOST:PORT");
@@ -62,7 +65,9 @@ inline asio::ip::tcp::endpoint parse_endpoint(std::string_view flag, std::string
   } else if (host.find(':') != std::string_view::npos) {
     throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "': write IPv6 as [ADDR]:PORT");
   }
-  return {parse_address(flag, host), parse_port(flag, text.substr(colon + 1))};
+  (void)parse_address(flag, host);                   // throws naming the address
+  (void)parse_port(flag, text.substr(colon + 1));     // throws naming the port
+  throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not HOST:PORT");
 }
 
 /// A duration: a whole number followed by ms, s, m or h ("10s", "500ms", "1h"); "0" alone means zero.
