@@ -78,24 +78,6 @@ long vm_rss_kib() {
   return -1;
 }
 
-using SpliceProxy = podproxy::Proxy<podproxy::Acceptor<podproxy::LocalAddress>, podproxy::FixedPolicy,
-                                    podproxy::SpliceRelay>;
-using BufferedProxy = podproxy::Proxy<podproxy::Acceptor<podproxy::LocalAddress>, podproxy::FixedPolicy,
-                                      podproxy::BufferedRelay>;
-
-/// One thread's share: its io_context and its proxy (an acceptor on the shared port).
-struct Worker {
-  asio::io_context io{1};
-  std::unique_ptr<SpliceProxy> splice;
-  std::unique_ptr<BufferedProxy> buffered;
-
-  [[nodiscard]] std::size_t active() const { return splice ? splice->active() : buffered->active(); }
-  void stop() {
-    if (splice) splice->stop(std::chrono::milliseconds(0), [this] { io.stop(); });
-    if (buffered) buffered->stop(std::chrono::milliseconds(0), [this] { io.stop(); });
-  }
-};
-
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -117,39 +99,23 @@ int main(int argc, char** argv) {
   auto pool = std::make_shared<podproxy::PipePool>(
       podproxy::PipePoolOptions{.pipe_size = options.pipe_size, .max_pipes = options.max_pipes});
   const podproxy::FixedPolicy policy{{.endpoint = options.upstream}};
-  std::vector<std::unique_ptr<Worker>> workers;
-  asio::ip::tcp::endpoint bound = options.listen;
+  podproxy::WorkerGroup workers(options.threads);
+  asio::ip::tcp::endpoint bound;
   try {
-    for (unsigned i = 0; i < options.threads; ++i) {
-      auto worker = std::make_unique<Worker>();
-      // The first acceptor learns the port (when 0 was asked for); the others join it with SO_REUSEPORT.
-      podproxy::Acceptor<podproxy::LocalAddress> acceptor(worker->io.get_executor(),
-                                                          {.endpoint = bound, .reuse_port = true, .strand_per_connection = false});
-      bound = acceptor.local_endpoint();
-      const podproxy::ProxyOptions proxy_options{.stats = stats};
-      if (options.relay == "splice") {
-        worker->splice = std::make_unique<SpliceProxy>(std::move(acceptor), policy, podproxy::SpliceRelay(pool),
-                                                       proxy_options);
-        worker->splice->start();
-      } else {
-        worker->buffered = std::make_unique<BufferedProxy>(std::move(acceptor), policy, podproxy::BufferedRelay{},
-                                                           proxy_options);
-        worker->buffered->start();
-      }
-      workers.push_back(std::move(worker));
-    }
+    const podproxy::AcceptorOptions listen{.endpoint = options.listen, .reuse_port = true};
+    const podproxy::ProxyOptions proxy_options{.stats = stats};
+    bound = options.relay == "splice"
+                ? workers.add<podproxy::LocalAddress>(listen, policy, podproxy::SpliceRelay(pool), proxy_options).local_endpoint
+                : workers.add<podproxy::LocalAddress>(listen, policy, podproxy::BufferedRelay{}, proxy_options).local_endpoint;
   } catch (const std::system_error& e) {
     std::cerr << "podproxy-bench-proxy: " << e.what() << '\n';
     return 1;
   }
-
-  std::vector<std::thread> threads;
-  for (auto& worker : workers) threads.emplace_back([&io = worker->io] { io.run(); });
+  workers.start();
+  std::thread runner([&] { workers.run(); });
   std::cout << "listening on " << bound << std::endl;
 
-  const auto stop_all = [&] {
-    for (auto& worker : workers) worker->stop();
-  };
+  const auto stop_all = [&] { workers.stop(std::chrono::milliseconds(0), [&] { workers.halt(); }); };
   std::thread control;
   asio::io_context signals_io{1};
   asio::signal_set signals(signals_io, SIGINT, SIGTERM);
@@ -158,8 +124,7 @@ int main(int argc, char** argv) {
       std::string command;
       while (std::getline(std::cin, command)) {
         if (command == "stats") {
-          std::size_t active = 0;
-          for (auto& worker : workers) active += worker->active();
+          const std::size_t active = workers.active();
           const auto pipes = pool->stats();
           const auto heap = ::mallinfo2();
           rusage usage{};
@@ -180,7 +145,7 @@ int main(int argc, char** argv) {
     signals.async_wait([&](std::error_code, int) { stop_all(); });
     control = std::thread([&] { signals_io.run(); });
   }
-  for (auto& t : threads) t.join();
+  runner.join();
   signals_io.stop();
   if (control.joinable()) control.join();
   return 0;

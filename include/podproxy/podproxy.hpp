@@ -27,3 +27,4 @@
 #include <podproxy/stats.hpp>
 #include <podproxy/upstream_target.hpp>
 #include <podproxy/version.hpp>
+#include <podproxy/worker_group.hpp>

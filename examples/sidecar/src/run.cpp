@@ -2,12 +2,9 @@
 // library, the admin endpoint (127.0.0.1:15000: /stats, /ready), the health endpoint (15021:
 // /healthz/ready), one access-log line per connection on stdout, and a drain on SIGTERM.
 //
-// Threads: one io_context per thread (--threads), each with an inbound and an outbound Proxy of its own on
-// SO_REUSEPORT listeners, so the kernel spreads new connections over the threads and a connection stays on
-// the thread that accepted it: no strand, no lock, no hop between threads on the relay's path. The proxies
-// of a listener share one ProxyStats (atomic counters) and every proxy one PipePool. The admin and health
-// servers and the signals run on the first thread. It measured faster than one io_context run by all the
-// threads with a strand per connection (bench/sidecar_ab; the figures are in bench/README.md).
+// Threads: a podproxy::WorkerGroup of --threads workers, each an io_context with an inbound and an outbound
+// Proxy of its own on SO_REUSEPORT listeners (the group's comment says why). The admin and health servers
+// and the signals run on the first worker.
 #include "access_log.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
@@ -35,7 +32,6 @@
 #include <memory>
 #include <optional>
 #include <string>
-#include <thread>
 #include <vector>
 
 namespace sidecar {
@@ -286,40 +282,23 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   std::atomic<bool> ready{false};
   std::atomic<bool> draining{false};
 
-  // The proxies of one listener, one per thread, count into one ProxyStats.
-  const auto inbound_stats = std::make_shared<podproxy::ProxyStats>();
-  const auto outbound_stats = std::make_shared<podproxy::ProxyStats>();
   const podproxy::ProxyOptions inbound_options{.connect_timeout = s.connect_timeout,
                                                .idle_timeout = s.idle_timeout,
                                                .upstream_mark = s.tproxy ? std::optional(s.tproxy_mark) : s.mark,
                                                .own_endpoints = own_endpoints(s, s.inbound_port),
                                                .on_complete = access_logger("inbound"),
-                                               .batch_pause = s.batch_pause,
-                                               .stats = inbound_stats};
+                                               .batch_pause = s.batch_pause};
   const podproxy::ProxyOptions outbound_options{.connect_timeout = s.connect_timeout,
                                                 .idle_timeout = s.idle_timeout,
                                                 .upstream_mark = s.mark,
                                                 .own_endpoints = own_endpoints(s, s.outbound_port),
                                                 .on_complete = access_logger("outbound"),
-                                                .batch_pause = s.batch_pause,
-                                                .stats = outbound_stats};
+                                                .batch_pause = s.batch_pause};
 
   // Bind everything first (as root, if we are), so that a port in use or a missing privilege fails here,
-  // before any listener is announced ready.
-  using InboundProxy = podproxy::Proxy<podproxy::Acceptor<Source>, InboundPolicy, Relay>;
-  using OutboundProxy = podproxy::Proxy<podproxy::Acceptor<>, podproxy::PodIpPolicy, Relay>;
-  /// One thread's share: its io_context (run by that thread alone) and its two proxies.
-  struct Worker {
-    asio::io_context io{1};
-    std::unique_ptr<InboundProxy> inbound;
-    std::unique_ptr<OutboundProxy> outbound;
-  };
-  std::vector<std::unique_ptr<Worker>> workers;
-  const auto active = [&workers] {
-    std::size_t n = 0;
-    for (const auto& w : workers) n += w->inbound->active() + w->outbound->active();
-    return n;
-  };
+  // before any listener is announced ready. Each of the --threads workers gets a proxy per listener.
+  podproxy::WorkerGroup workers(s.threads);
+  podproxy::WorkerListener inbound, outbound;
   std::unique_ptr<http::Server> admin, health;
   const auto status_text = [&] {
     return draining.load() ? "DRAINING\n" : ready.load() ? "LIVE\n" : "PRE_INITIALIZING\n";
@@ -330,42 +309,24 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
     return http::Response{ready.load() && !draining.load() ? 200 : 503, status_text()};
   };
   try {
-    // The first worker's listeners learn the ports (0 asks the kernel for one); the others join them.
-    asio::ip::tcp::endpoint inbound_at{s.listen_address, s.inbound_port};
-    asio::ip::tcp::endpoint outbound_at{s.listen_address, s.outbound_port};
-    const bool reuse_port = s.threads > 1;
-    for (unsigned i = 0; i < s.threads; ++i) {
-      auto& w = *workers.emplace_back(std::make_unique<Worker>());
-      w.inbound = std::make_unique<InboundProxy>(
-          podproxy::Acceptor<Source>(w.io.get_executor(), {.endpoint = inbound_at,
-                                                           .reuse_port = reuse_port,
-                                                           .transparent = s.tproxy,
-                                                           .v6_only = s.v6_only,
-                                                           .strand_per_connection = false}),
-          inbound_policy, relay, inbound_options);
-      w.outbound = std::make_unique<OutboundProxy>(
-          podproxy::Acceptor<>(w.io.get_executor(),
-                               {.endpoint = outbound_at,
-                                .reuse_port = reuse_port,
-                                .v6_only = s.v6_only,
-                                .strand_per_connection = false}),
-          podproxy::PodIpPolicy::without_source_bind(), relay, outbound_options);
-      inbound_at = w.inbound->local_endpoint();
-      outbound_at = w.outbound->local_endpoint();
-    }
+    inbound = workers.add<Source>(
+        {.endpoint = {s.listen_address, s.inbound_port}, .transparent = s.tproxy, .v6_only = s.v6_only},
+        inbound_policy, relay, inbound_options);
+    outbound = workers.add({.endpoint = {s.listen_address, s.outbound_port}, .v6_only = s.v6_only},
+                           podproxy::PodIpPolicy::without_source_bind(), relay, outbound_options);
     const http::ServerOptions http_options = http_server_options();
     admin = std::make_unique<http::Server>(
-        workers.front()->io.get_executor(), asio::ip::tcp::endpoint{asio::ip::address_v4::loopback(), s.admin_port},
+        workers.context(0).get_executor(), asio::ip::tcp::endpoint{asio::ip::address_v4::loopback(), s.admin_port},
         [&](const http::Request& request) -> http::Response {
           if (request.path == "/stats") {
-            return {200, prometheus_text({{"inbound", inbound_stats.get()}, {"outbound", outbound_stats.get()}}, pool),
+            return {200, prometheus_text({{"inbound", inbound.stats.get()}, {"outbound", outbound.stats.get()}}, pool),
                     "text/plain; version=0.0.4; charset=utf-8"};
           }
           if (request.path == "/ready") return readiness(request);
           return {404, "not found: try /stats or /ready\n"};
         },
         http_options);
-    health = std::make_unique<http::Server>(workers.front()->io.get_executor(),
+    health = std::make_unique<http::Server>(workers.context(0).get_executor(),
                                             asio::ip::tcp::endpoint{s.listen_address, s.health_port},
                                             [&](const http::Request& request) -> http::Response {
                                               if (request.path == "/healthz/ready") return readiness(request);
@@ -397,69 +358,50 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   }
 
   // The admin and health servers and the signals run on the first worker's io_context.
-  asio::io_context& io = workers.front()->io;
-  const auto stop_all = [&workers] {
-    for (const auto& w : workers) w->io.stop();
-  };
+  asio::io_context& io = workers.context(0);
   asio::signal_set signals(io, SIGTERM, SIGINT);
   int exit_status = 0;
-  // Each proxy calls this once from its own thread, when its last connection is gone.
-  std::atomic<std::size_t> stopped{0};
-  const auto on_stopped = [&] {
-    if (stopped.fetch_add(1) + 1 < 2 * workers.size()) return;
-    log->info("drained: every connection is done; exiting");
-    admin->close();
-    health->close();
-    stop_all();
-  };
   std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int number) {
     if (ec) return;
     if (draining.exchange(true)) {
-      log->warn("signal {} again: exiting without waiting for {} connection(s)", number, active());
+      log->warn("signal {} again: exiting without waiting for {} connection(s)", number, workers.active());
       exit_status = 1;
-      stop_all();
+      workers.halt();
       return;
     }
-    log->info("signal {}: no longer accepting; draining {} connection(s) for up to {} ms", number, active(),
-              s.drain_timeout.count());
-    for (const auto& w : workers) {
-      w->inbound->stop(s.drain_timeout, on_stopped);
-      w->outbound->stop(s.drain_timeout, on_stopped);
-    }
+    log->info("signal {}: no longer accepting; draining {} connection(s) for up to {} ms", number,
+              workers.active(), s.drain_timeout.count());
+    // Called from the thread of the proxy that finished last.
+    workers.stop(s.drain_timeout, [&] {
+      log->info("drained: every connection is done; exiting");
+      admin->close();
+      health->close();
+      workers.halt();
+    });
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
 
-  for (const auto& w : workers) {
-    w->inbound->start();
-    w->outbound->start();
-  }
+  workers.start();
   admin->start();
   health->start();
   // Ready once the io_context runs the accept loops (the listening sockets queue connections already).
-  const auto& first = *workers.front();
   asio::post(io, [&] {
     ready = true;
     if (!s.not_ready.empty()) {
       log->error("serving, but NOT ready (/healthz/ready answers 503): {}", s.not_ready);
     }
     log->info("{}: inbound {} ({}; {} policy{}{}), outbound {}, admin {}, health {}; relay {}, {} thread(s), pod IPs {}{}",
-              s.not_ready.empty() ? "ready" : "listening", endpoint_text(first.inbound->local_endpoint()),
+              s.not_ready.empty() ? "ready" : "listening", endpoint_text(inbound.local_endpoint),
               s.served.text(), s.loopback_policy ? "loopback" : "pod-ip",
               s.default_endpoints.empty() ? "" : fmt::format(", {} default endpoint(s)", s.default_endpoints.size()),
-              s.tproxy ? ", tproxy" : "", endpoint_text(first.outbound->local_endpoint()),
+              s.tproxy ? ", tproxy" : "", endpoint_text(outbound.local_endpoint),
               endpoint_text(admin->local_endpoint()), endpoint_text(health->local_endpoint()),
               s.buffered_relay ? "buffered" : "splice", s.threads, join(s.pod_ips),
               s.pod_ips_detected ? " (detected)" : "");
   });
 
-  std::vector<std::jthread> threads;
-  for (std::size_t i = 1; i < workers.size(); ++i) {
-    threads.emplace_back([&w = *workers[i]] { w.io.run(); });
-  }
-  io.run();
-  stop_all();
-  threads.clear();  // joins
+  workers.run();
   return exit_status;
 }
 
