@@ -119,17 +119,16 @@ class WorkerGroup {
     for (const auto& worker : workers_) worker->io.stop();
   }
 
-  /// Runs worker 0 on this thread and every other worker on a thread of its own. Returns when worker 0's
-  /// io_context has stopped (halt(), or it ran out of work), after stopping the others and joining their
-  /// threads.
+  /// Runs worker 0 on this thread and every other worker on a thread of its own. Returns when every
+  /// worker's io_context has stopped: halt(), or each ran out of work (its proxies stopped, nothing else
+  /// queued). Worker 0 running out of work first must not stop the others: they may still be draining.
   void run() {
     std::vector<std::jthread> threads;
     for (std::size_t i = 1; i < workers_.size(); ++i) {
       threads.emplace_back([&io = workers_[i]->io] { io.run(); });
     }
     workers_.front()->io.run();
-    halt();
-  }
+  }  // joins the others
 
  private:
   /// One proxy of one worker, behind what the group needs of it.
