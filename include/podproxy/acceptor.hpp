@@ -2,10 +2,10 @@
 #pragma once
 
 #include <podproxy/concepts/destination_source.hpp>
+#include <podproxy/destination/redirected_or_local.hpp>
 #include <podproxy/downstream.hpp>
 #include <podproxy/endpoint_text.hpp>
 #include <podproxy/native_socket.hpp>
-#include <podproxy/original_dst.hpp>
 
 #include <asio/awaitable.hpp>
 #include <asio/experimental/as_tuple.hpp>

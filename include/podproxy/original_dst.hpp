@@ -1,4 +1,4 @@
-// original_destination(): where a REDIRECTed client meant to go (SO_ORIGINAL_DST), or the local address.
+// redirected_destination(): where a REDIRECTed client meant to go, as netfilter recorded it (SO_ORIGINAL_DST).
 #pragma once
 
 #include <asio/ip/tcp.hpp>
@@ -38,26 +38,5 @@ namespace podproxy {
   endpoint.resize(size);
   return endpoint;
 }
-
-/// Destination source for REDIRECT capture: SO_ORIGINAL_DST when netfilter rewrote the connection, the
-/// accepted socket's local address otherwise (a direct connection, or TPROXY, where the local address
-/// is what the client dialed).
-struct RedirectedOrLocal {
-  [[nodiscard]] asio::ip::tcp::endpoint original_destination(int fd, const asio::ip::tcp::endpoint& local) const {
-    std::error_code ec;
-    if (auto redirected = redirected_destination(fd, local, ec)) {
-      return *redirected;
-    }
-    return local;
-  }
-};
-
-/// Destination source for TPROXY capture and plain listeners: the accepted socket's local address.
-/// Saves the getsockopt of RedirectedOrLocal where no NAT rule can apply.
-struct LocalAddress {
-  [[nodiscard]] asio::ip::tcp::endpoint original_destination(int /*fd*/, const asio::ip::tcp::endpoint& local) const {
-    return local;
-  }
-};
 
 }  // namespace podproxy

@@ -101,8 +101,8 @@ TEST_CASE("concepts: archetypes are models and near misses are rejected", "[conc
   STATIC_REQUIRE_FALSE(concepts::UpstreamPolicy<PolicyWrongResult>);
   STATIC_REQUIRE_FALSE(concepts::UpstreamPolicy<PolicyNotCopyable>);
   STATIC_REQUIRE_FALSE(concepts::UpstreamPolicy<int>);
-  STATIC_REQUIRE(concepts::UpstreamPolicy<PortOverride<PolicyArchetype>>);
-  STATIC_REQUIRE(concepts::UpstreamPolicy<OriginalSource<PortOverride<PodIpPolicy>>>);
+  STATIC_REQUIRE(concepts::UpstreamPolicy<PortOverridePolicy<PolicyArchetype>>);
+  STATIC_REQUIRE(concepts::UpstreamPolicy<OriginalSourcePolicy<PortOverridePolicy<PodIpPolicy>>>);
 
   STATIC_REQUIRE(concepts::Relay<RelayArchetype>);
   STATIC_REQUIRE_FALSE(concepts::Relay<RelayNonConst>);
@@ -161,11 +161,11 @@ TEST_CASE("policy: FixedPolicy dials its target whatever the client dialed", "[p
   CHECK(fixed.upstream_for(arriving_at("fd00::5", 1)) == fixed.target);
 }
 
-TEST_CASE("policy: PortOverride sends overridden ports to their endpoint and the rest to the inner policy",
+TEST_CASE("policy: PortOverridePolicy sends overridden ports to their endpoint and the rest to the inner policy",
           "[policy]") {
   const UpstreamTarget metrics{.endpoint = {make_address("127.0.0.1"), 9100}};
   const UpstreamTarget admin{.endpoint = {make_address("::1"), 7000}};
-  const PortOverride<PodIpPolicy> policy(PodIpPolicy{}, {{9090, metrics}, {8443, admin}});
+  const PortOverridePolicy<PodIpPolicy> policy(PodIpPolicy{}, {{9090, metrics}, {8443, admin}});
 
   CHECK(policy.upstream_for(arriving_at("10.1.2.3", 9090)) == metrics);
   CHECK(policy.upstream_for(arriving_at("fd00::5", 8443)) == admin);
@@ -174,16 +174,16 @@ TEST_CASE("policy: PortOverride sends overridden ports to their endpoint and the
   CHECK(other->endpoint == tcp::endpoint(make_address("10.1.2.3"), 8080));
   CHECK(other->source == make_address("127.0.0.6"));
 
-  const PortOverride<LoopbackPolicy> on_loopback(LoopbackPolicy{}, {{8080, metrics}});
+  const PortOverridePolicy<LoopbackPolicy> on_loopback(LoopbackPolicy{}, {{8080, metrics}});
   CHECK(on_loopback.upstream_for(arriving_at("fd00::5", 8080)) == metrics);
   CHECK(on_loopback.upstream_for(arriving_at("fd00::5", 8081))->endpoint == tcp::endpoint(make_address("::1"), 8081));
 
-  CHECK_THROWS_WITH((PortOverride<PodIpPolicy>(PodIpPolicy{}, {{80, metrics}, {80, admin}})),
+  CHECK_THROWS_WITH((PortOverridePolicy<PodIpPolicy>(PodIpPolicy{}, {{80, metrics}, {80, admin}})),
                     Catch::Contains("port 80"));
 }
 
-TEST_CASE("policy: OriginalSource keeps the inner upstream and binds the client's own address", "[policy]") {
-  const OriginalSource<PodIpPolicy> policy(PodIpPolicy{});
+TEST_CASE("policy: OriginalSourcePolicy keeps the inner upstream and binds the client's own address", "[policy]") {
+  const OriginalSourcePolicy<PodIpPolicy> policy(PodIpPolicy{});
   const auto downstream = arriving_at("10.1.2.3", 8080);
   const auto target = policy.upstream_for(downstream);
   REQUIRE(target);

@@ -6,8 +6,8 @@
 #include "run_flags.hpp"
 #include "tproxy_policy.hpp"
 
-#include <podproxy/policy/loopback.hpp>
-#include <podproxy/policy/pod_ip.hpp>
+#include <podproxy/policy/loopback_policy.hpp>
+#include <podproxy/policy/pod_ip_policy.hpp>
 
 #include <catch2/catch.hpp>
 
@@ -129,14 +129,14 @@ TEST_CASE("flags: PORT=HOST:PORT and http URLs", "[sidecar][flags]") {
 
 TEST_CASE("tproxy policy: the client's address toward the pod IP, loopback toward loopback", "[sidecar][policy]") {
   const podproxy::Downstream downstream{ep("10.0.0.9", 5000), ep("10.0.0.5", 8080), ep("10.0.0.5", 8080)};
-  const sidecar::OriginalSourceOffLoopback pod_ip{podproxy::PodIpPolicy{}};
+  const sidecar::OriginalSourceOffLoopbackPolicy pod_ip{podproxy::PodIpPolicy{}};
   const auto to_pod = pod_ip.upstream_for(downstream);
   REQUIRE(to_pod);
   CHECK(to_pod->endpoint == ep("10.0.0.5", 8080));
   CHECK(to_pod->source == asio::ip::make_address("10.0.0.9"));
   CHECK(to_pod->transparent);
 
-  const sidecar::OriginalSourceOffLoopback loopback{podproxy::LoopbackPolicy{}};
+  const sidecar::OriginalSourceOffLoopbackPolicy loopback{podproxy::LoopbackPolicy{}};
   const auto to_lo = loopback.upstream_for(downstream);
   REQUIRE(to_lo);
   CHECK(to_lo->endpoint == ep("127.0.0.1", 8080));

@@ -5,8 +5,8 @@
 #include "tcp_listeners.hpp"
 
 #include <podproxy/endpoint_text.hpp>
-#include <podproxy/policy/loopback.hpp>
-#include <podproxy/policy/pod_ip.hpp>
+#include <podproxy/policy/loopback_policy.hpp>
+#include <podproxy/policy/pod_ip_policy.hpp>
 
 #include <fmt/format.h>
 

@@ -1,22 +1,22 @@
-// The inbound policy of `run --mode tproxy`: the library's OriginalSource, except toward loopback.
+// The inbound policy of `run --mode tproxy`: the library's OriginalSourcePolicy, except toward loopback.
 #pragma once
 
 #include <cstddef>  // before any Asio header: see http.hpp
 
-#include <podproxy/policy/original_source.hpp>
+#include <podproxy/policy/original_source_policy.hpp>
 
 #include <utility>
 
 namespace sidecar {
 
-/// Delivers from the client's own address (podproxy::OriginalSource) so the application sees the real
+/// Delivers from the client's own address (podproxy::OriginalSourcePolicy) so the application sees the real
 /// client, except when the target is a loopback address (the loopback policy, a 127.0.0.1 default
 /// endpoint): a packet from a non-local source to 127.0.0.1 is a martian the kernel drops, so those are
 /// delivered from loopback as under REDIRECT, and the application sees 127.0.0.1.
 template <podproxy::concepts::UpstreamPolicy Inner>
-class OriginalSourceOffLoopback {
+class OriginalSourceOffLoopbackPolicy {
  public:
-  explicit OriginalSourceOffLoopback(Inner inner) : inner_(inner), transparent_(std::move(inner)) {}
+  explicit OriginalSourceOffLoopbackPolicy(Inner inner) : inner_(inner), transparent_(std::move(inner)) {}
 
   [[nodiscard]] std::optional<podproxy::UpstreamTarget> upstream_for(const podproxy::Downstream& downstream) const {
     auto target = inner_.upstream_for(downstream);
@@ -26,7 +26,7 @@ class OriginalSourceOffLoopback {
 
  private:
   Inner inner_;
-  podproxy::OriginalSource<Inner> transparent_;
+  podproxy::OriginalSourcePolicy<Inner> transparent_;
 };
 
 }  // namespace sidecar

@@ -1,4 +1,4 @@
-// OriginalSource: deliver with the client's own source address (TPROXY deployments, Istio ztunnel).
+// OriginalSourcePolicy: deliver with the client's own source address (TPROXY deployments, Istio ztunnel).
 #pragma once
 
 #include <podproxy/concepts/upstream_policy.hpp>
@@ -12,9 +12,9 @@ namespace podproxy {
 /// CAP_NET_ADMIN and routing that sends the replies back through this host's proxy (TPROXY's fwmark
 /// rule and local route table).
 template <concepts::UpstreamPolicy Inner>
-class OriginalSource {
+class OriginalSourcePolicy {
  public:
-  explicit OriginalSource(Inner inner) : inner_(std::move(inner)) {}
+  explicit OriginalSourcePolicy(Inner inner) : inner_(std::move(inner)) {}
 
   [[nodiscard]] std::optional<UpstreamTarget> upstream_for(const Downstream& downstream) const {
     auto target = inner_.upstream_for(downstream);

@@ -1,4 +1,4 @@
-// PortOverride: per-port upstreams on top of another policy (Istio's Sidecar ingress defaultEndpoint).
+// PortOverridePolicy: per-port upstreams on top of another policy (Istio's Sidecar ingress defaultEndpoint).
 #pragma once
 
 #include <podproxy/concepts/upstream_policy.hpp>
@@ -16,12 +16,12 @@ namespace podproxy {
 /// every other connection goes where `Inner` says. Overrides are fixed at construction, so lookups
 /// need no lock.
 template <concepts::UpstreamPolicy Inner>
-class PortOverride {
+class PortOverridePolicy {
  public:
   using Override = std::pair<std::uint16_t, UpstreamTarget>;
 
   /// Throws std::invalid_argument when a port appears twice (a configuration error).
-  explicit PortOverride(Inner inner, std::vector<Override> overrides = {})
+  explicit PortOverridePolicy(Inner inner, std::vector<Override> overrides = {})
       : inner_(std::move(inner)), overrides_(std::move(overrides)) {
     std::ranges::sort(overrides_, {}, &Override::first);
     const auto duplicate =
