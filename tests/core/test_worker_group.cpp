@@ -21,16 +21,6 @@ Upstream pong_server() {
   });
 }
 
-std::string ping(const tcp::endpoint& to) {
-  asio::io_context io;
-  tcp::socket client(io);
-  client.connect(to);
-  set_timeouts(client, 20s);
-  asio::write(client, asio::buffer(std::string_view("ping\n")));
-  client.shutdown(tcp::socket::shutdown_send);
-  return read_to_end(client).first;
-}
-
 }  // namespace
 
 TEST_CASE("worker group: every worker serves each listener's port, the proxies of a listener share its "

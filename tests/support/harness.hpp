@@ -404,4 +404,49 @@ inline bool stalls(const std::atomic<std::uint64_t>& written, std::chrono::milli
   }, limit);
 }
 
+/// Answers `pong\n` to whoever connects, and remembers the peer address it saw.
+struct PongServer {
+  std::mutex mutex;
+  std::vector<tcp::endpoint> peers;
+  Upstream server;
+
+  explicit PongServer(tcp::endpoint where)
+      : server(where, [this](tcp::socket& s) {
+          {
+            std::lock_guard lock(mutex);
+            peers.push_back(s.remote_endpoint());
+          }
+          read_to_end(s);
+          asio::write(s, asio::buffer(std::string_view("pong\n")));
+          s.shutdown(tcp::socket::shutdown_send);
+        }) {}
+
+  tcp::endpoint last_peer() {
+    std::lock_guard lock(mutex);
+    return peers.empty() ? tcp::endpoint{} : peers.back();
+  }
+};
+
+/// `echo ping | nc HOST PORT`: what the client printed, or the error it got.
+inline std::string ping(const tcp::endpoint& to, std::optional<asio::ip::address> from = std::nullopt) {
+  asio::io_context io;
+  tcp::socket client(io);
+  std::error_code ec;
+  if (from) {
+    client.open(to.protocol());
+    client.bind({*from, 0});
+  }
+  client.connect(to, ec);
+  if (ec) return "connect: " + ec.message();
+  set_timeouts(client, 20s);
+  // A reset that arrives before the request is reported by the write, as ncat reports it.
+  asio::write(client, asio::buffer(std::string_view("ping\n")), ec);
+  if (ec) return "error: " + ec.message();
+  // A reset that arrives between the write and the shutdown closes the socket: the shutdown fails with
+  // ENOTCONN and the reset stays pending on the socket, so the read below reports it.
+  client.shutdown(tcp::socket::shutdown_send, ec);
+  const auto [text, error] = read_to_end(client);
+  return error ? "error: " + error.message() : text;
+}
+
 }  // namespace podproxy::test
