@@ -22,9 +22,13 @@
 #include <podproxy/connection_record.hpp>
 
 #include <fmt/format.h>
+#include <spdlog/logger.h>
+#include <spdlog/sinks/stdout_sinks.h>
 
 #include <chrono>
 #include <ctime>
+#include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
@@ -59,5 +63,27 @@ inline std::string access_log_line(std::string_view listener, const podproxy::Co
                      record.bytes_from_downstream, record.bytes_from_upstream, duration_ms,
                      podproxy::response_flags(record.end), podproxy::to_string(record.end), error);
 }
+
+/// Where the access log goes: one line per finished connection on stdout, flushed at once; or nowhere.
+class AccessLog {
+ public:
+  explicit AccessLog(bool enabled) {
+    if (!enabled) return;
+    logger_ = std::make_shared<spdlog::logger>("access", std::make_shared<spdlog::sinks::stdout_sink_mt>());
+    logger_->set_pattern("%v");
+    logger_->flush_on(spdlog::level::info);
+  }
+
+  /// The ProxyOptions::on_complete of the listener named `listener` (a literal): empty when disabled.
+  [[nodiscard]] std::function<void(const podproxy::ConnectionRecord&)> for_listener(std::string_view listener) const {
+    if (!logger_) return {};
+    return [logger = logger_, listener](const podproxy::ConnectionRecord& record) {
+      logger->info(access_log_line(listener, record));
+    };
+  }
+
+ private:
+  std::shared_ptr<spdlog::logger> logger_;
+};
 
 }  // namespace sidecar
