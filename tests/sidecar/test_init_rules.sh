@@ -29,7 +29,7 @@ for rule in \
   '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' \
   '-A PODPROXY_REDIRECT -p tcp -j REDIRECT --to-ports 15001' \
   '-A PODPROXY_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN' \
-  '-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j PODPROXY_IN_REDIRECT' \
+  '-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --uid-owner 1337 -j PODPROXY_IN_REDIRECT' \
   '-A PODPROXY_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN' \
   '-A PODPROXY_OUTPUT -m owner --gid-owner 1337 -j RETURN' \
   '-A PODPROXY_OUTPUT -d 127.0.0.1/32 -j RETURN' \
