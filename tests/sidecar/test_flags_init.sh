@@ -46,6 +46,7 @@ refused --include-outbound-owner-groups "$SIDECAR" init --include-outbound-owner
 refused --exclude-outbound-owner-groups "$SIDECAR" init --exclude-outbound-owner-groups 1000,-5
 refused --exclude-outbound-owner-groups "$SIDECAR" init --include-outbound-owner-groups 1000 --exclude-outbound-owner-groups 2000
 refused --inbound-tunnel-port "$SIDECAR" init --inbound-tunnel-port 0
+refused --include-outbound-owner-groups "$SIDECAR" init --include-outbound-owner-groups "$(seq -s, 1000 1064)"
 refused --bogus "$SIDECAR" init --bogus
 refused --pid "$SIDECAR" check-binds --pid abc
 refused --pid "$SIDECAR" check-binds --pid 0

@@ -94,6 +94,10 @@ capture::CaptureConfig to_config(const InitFlags& flags) {
                                  "cannot be combined with --include-outbound-owner-groups (other than '*')");
     }
     config.include_owner_groups = parse_group_list("--include-outbound-owner-groups", flags.include_owner_groups);
+    // They make one rule of `-m owner ! --gid-owner G` matches; Istio caps them at 64 to keep it loadable.
+    if (config.include_owner_groups->size() > 64) {
+      throw CLI::ValidationError("--include-outbound-owner-groups", "at most 64 groups (Istio's limit)");
+    }
   }
   config.exclude_owner_groups = parse_group_list("--exclude-outbound-owner-groups", flags.exclude_owner_groups);
   config.inbound_tunnel_port = flags.inbound_tunnel_port.empty()
