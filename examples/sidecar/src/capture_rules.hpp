@@ -66,7 +66,8 @@ struct CaptureConfig {
   /// so an IPv4-only list captures no IPv6 destination (as Istio's includeOutboundIPRanges).
   std::optional<std::vector<Cidr>> outbound_ip_ranges;
   std::vector<Cidr> exclude_outbound_ip_ranges;
-  /// Destination ports captured outbound even inside an excluded range.
+  /// Destination ports captured outbound whatever the included ranges (an excluded range still passes
+  /// first: Istio's order).
   std::vector<std::uint16_t> include_outbound_ports;
   /// Interfaces whose traffic is never captured, either way.
   std::vector<std::string> exclude_interfaces;
@@ -74,7 +75,7 @@ struct CaptureConfig {
   std::vector<std::string> kubevirt_interfaces;
   /// Outbound capture by the sending process's group: only these (std::nullopt: every group) ...
   std::optional<std::vector<std::string>> include_owner_groups;
-  /// ... or every group but these (the two are exclusive, as in Istio).
+  /// ... or every group but these (init refuses both at once).
   std::vector<std::string> exclude_owner_groups;
   /// Drop packets conntrack finds INVALID (Istio's INVALID_DROP) instead of letting them reach a socket
   /// that answers with a reset.

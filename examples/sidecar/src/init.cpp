@@ -468,8 +468,8 @@ void add_init_command(CLI::App& app) {
   cmd->add_option("--exclude-outbound-ip-ranges", flags->exclude_outbound_ip_ranges,
                   "Comma-separated CIDRs never captured outbound (Istio's excludeOutboundIPRanges)");
   cmd->add_option("--include-outbound-ports", flags->include_outbound_ports,
-                  "Comma-separated destination ports captured outbound even inside an excluded range "
-                  "(Istio's includeOutboundPorts)");
+                  "Comma-separated destination ports captured outbound whatever --outbound-ip-ranges says (an "
+                  "excluded range still passes first, as in Istio; Istio's includeOutboundPorts)");
   cmd->add_option("--exclude-interfaces", flags->exclude_interfaces,
                   "Comma-separated interfaces whose traffic is never captured, in or out");
   cmd->add_option("--kubevirt-interfaces", flags->kubevirt_interfaces,
