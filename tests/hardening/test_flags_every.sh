@@ -26,11 +26,17 @@ trap 'rm -rf "$TMPDIR_FLAGS"; cleanup' EXIT
 
 # Values that are not valid for any value-taking flag of the sidecar.
 BAD_VALUES=("x!" "-5" "99999999999999999999" "1.5" " 1" "0x" "[::1" "1=2=3" "http" "%00")
+# Interface names are almost free-form (the kernel refuses only these): no name a kernel could have.
+BAD_INTERFACES=("abcdefghijklmnop" "a/b" "a:b" " 1" "a b" "." ".." "99999999999999999999" "[::1" "eth0,,eth1" "eth0,")
 for command in init run wait check-binds; do
   flags=$(flags_of "$command")
   [ -n "$flags" ] || fail "$command: no flag found in --help"
   for flag in $flags; do
-    for value in "${BAD_VALUES[@]}"; do
+    values=("${BAD_VALUES[@]}")
+    case "$command $flag" in
+      "init --exclude-interfaces" | "init --kubevirt-interfaces") values=("${BAD_INTERFACES[@]}") ;;
+    esac
+    for value in "${values[@]}"; do
       try "$command" "$flag" "$flag" "$value"
       try "$command" "$flag" "$flag=$value"
     done
@@ -45,6 +51,11 @@ for command in init run wait check-binds; do
   for flag in $(flags_of "$command"); do
     case "$command $flag" in
       "init --inbound-ports" | "init --exclude-inbound-ports" | "init --exclude-outbound-ports" | "init --proxy-mark" | "run --mark") continue ;;
+      # Istio's lists, where "" is the empty list (no range, port, interface or group), and "" turns the
+      # tunnel port off.
+      "init --outbound-ip-ranges" | "init --exclude-outbound-ip-ranges" | "init --include-outbound-ports") continue ;;
+      "init --exclude-interfaces" | "init --kubevirt-interfaces" | "init --inbound-tunnel-port") continue ;;
+      "init --include-outbound-owner-groups" | "init --exclude-outbound-owner-groups") continue ;;
     esac
     try "$command" "$flag" "$flag" ""
   done
@@ -71,5 +82,11 @@ try wait --url --url "https://127.0.0.1:15021/healthz/ready"
 try wait --url --url "http://localhost:15021/healthz/ready"
 try init --inbound-ports --inbound-ports "80,,81"
 try init --proxy-uid --proxy-uid 4294967295
+try init --include-outbound-ports --include-outbound-ports "80,,81"
+try init --exclude-outbound-ip-ranges --exclude-outbound-ip-ranges "10.0.0.0/8,,fd00::/8"
+try init --outbound-ip-ranges --outbound-ip-ranges "10.0.0.0/33"
+try init --exclude-outbound-ip-ranges --exclude-outbound-ip-ranges "fd00::/129"
+try init --exclude-interfaces --exclude-interfaces "abcdefghijklmnop"
+try init --exclude-outbound-owner-groups --exclude-outbound-owner-groups "4294967295"
 pass "edge values refused"
 echo "bad inputs tried: $tried"

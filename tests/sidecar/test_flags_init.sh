@@ -32,6 +32,21 @@ refused --proxy-gid "$SIDECAR" init --proxy-gid 4294967295
 refused --proxy-mark "$SIDECAR" init --proxy-mark 0
 refused --proxy-mark "$SIDECAR" init --proxy-mark 0xZZ
 refused --proxy-mark "$SIDECAR" init --mode tproxy --proxy-mark 1338
+refused --outbound-ip-ranges "$SIDECAR" init --outbound-ip-ranges 10.0.0.0
+refused --outbound-ip-ranges "$SIDECAR" init --outbound-ip-ranges '10.0.0.0/8,*'
+refused --exclude-outbound-ip-ranges "$SIDECAR" init --exclude-outbound-ip-ranges 10.0.0.0/8,fd00::/129
+refused --exclude-outbound-ip-ranges "$SIDECAR" init --exclude-outbound-ip-ranges '*'
+refused --exclude-outbound-ip-ranges "$SIDECAR" init --exclude-outbound-ip-ranges 10.0.0.0/8,,fd00::/8
+refused --include-outbound-ports "$SIDECAR" init --include-outbound-ports 80,,81
+refused --exclude-interfaces "$SIDECAR" init --exclude-interfaces eth0,abcdefghijklmnop
+refused --exclude-interfaces "$SIDECAR" init --exclude-interfaces net/1
+refused --kubevirt-interfaces "$SIDECAR" init --kubevirt-interfaces 'kv 0'
+refused --kubevirt-interfaces "$SIDECAR" init --kubevirt-interfaces kv0:1
+refused --include-outbound-owner-groups "$SIDECAR" init --include-outbound-owner-groups no-such-group-here
+refused --exclude-outbound-owner-groups "$SIDECAR" init --exclude-outbound-owner-groups 1000,-5
+refused --exclude-outbound-owner-groups "$SIDECAR" init --include-outbound-owner-groups 1000 --exclude-outbound-owner-groups 2000
+refused --inbound-tunnel-port "$SIDECAR" init --inbound-tunnel-port 0
+refused --include-outbound-owner-groups "$SIDECAR" init --include-outbound-owner-groups "$(seq -s, 1000 1064)"
 refused --bogus "$SIDECAR" init --bogus
 refused --pid "$SIDECAR" check-binds --pid abc
 refused --pid "$SIDECAR" check-binds --pid 0
@@ -57,6 +72,15 @@ fi
 # Without its tools.
 refused "'iptables-save' not found in PATH" env PATH=/nonexistent "$SIDECAR" init
 [ "$(snapshot)" = "$before" ] || fail "a refused init changed the namespace"
+
+# The values next to those refused are taken (so the refusals above are about the values, not the flags).
+in_pod "$SIDECAR" init --dry-run --outbound-ip-ranges 10.0.0.0/8,fd00::/8 --exclude-outbound-ip-ranges 10.1.0.0/16 \
+  --include-outbound-ports 80,81 --exclude-interfaces eth0,abcdefghijklmno --kubevirt-interfaces kv0 \
+  --include-outbound-owner-groups 1000,root --inbound-tunnel-port 15009 --drop-invalid >/dev/null ||
+  fail "init --dry-run refused valid values of Istio's capture options"
+in_pod "$SIDECAR" init --dry-run --outbound-ip-ranges '' --exclude-outbound-owner-groups 2000 --inbound-tunnel-port '' \
+  >/dev/null || fail "init --dry-run refused the empty values of Istio's capture options"
+pass "init takes valid and empty values of Istio's capture options"
 
 # --dry-run needs neither privileges nor a namespace change.
 out=$(in_pod setpriv --reuid 65534 --regid 65534 --clear-groups "$SIDECAR" init --dry-run) || fail "dry run as nobody failed"

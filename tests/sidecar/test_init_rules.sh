@@ -29,7 +29,7 @@ for rule in \
   '-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports 15006' \
   '-A PODPROXY_REDIRECT -p tcp -j REDIRECT --to-ports 15001' \
   '-A PODPROXY_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN' \
-  '-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m owner --uid-owner 1337 -j PODPROXY_IN_REDIRECT' \
+  '-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m owner --uid-owner 1337 -j PODPROXY_IN_REDIRECT' \
   '-A PODPROXY_OUTPUT -o lo -m owner ! --uid-owner 1337 -j RETURN' \
   '-A PODPROXY_OUTPUT -m owner --gid-owner 1337 -j RETURN' \
   '-A PODPROXY_OUTPUT -d 127.0.0.1/32 -j RETURN' \
@@ -58,6 +58,41 @@ done
 ! grep -qxF -- '-A PODPROXY_INBOUND -p tcp -j PODPROXY_IN_REDIRECT' <<<"$dry" || fail "--inbound-ports still captures all"
 ! grep -q '::6' <<<"$dry" || fail "--no-ipv6 still writes IPv6 rules"
 pass "init --dry-run follows --inbound-ports, the exclusions, uid, gid, mark and --no-ipv6"
+
+# Istio's capture options: each chain's rules as --dry-run prints them, exactly and in order, per family.
+dry=$(in_pod "$SIDECAR" init --dry-run --ip-families dual --outbound-ip-ranges 10.0.0.0/8,fd00::/8 \
+  --exclude-outbound-ip-ranges 10.96.0.0/12,fd00:96::/32 --include-outbound-ports 443 --exclude-interfaces eth1 \
+  --kubevirt-interfaces kv0 --exclude-outbound-owner-groups 2000 --drop-invalid)
+# chain FAMILY TABLE CHAIN: that chain's rules in the family's transaction.
+chain() {
+  awk -v fam="# $1:" -v table="*$2" -v chain="-A $3 " '
+    index($0, "# ") == 1 { in_fam = index($0, fam) == 1 } $0 == table { in_table = 1 } $0 == "COMMIT" { in_table = 0 }
+    in_fam && in_table && index($0, chain) == 1' <<<"$dry"
+}
+want_output() {  # FAMILY SOURCE LOOPBACK EXCLUDED INCLUDED
+  printf '%s\n' "-A PODPROXY_OUTPUT -o eth1 -j RETURN" "-A PODPROXY_OUTPUT -o lo -s $2 -j RETURN"
+  for kind in uid gid; do
+    printf '%s\n' "-A PODPROXY_OUTPUT -o lo ! -d $3 -p tcp ! --dport 15008 -m owner --$kind-owner 1337 -j PODPROXY_IN_REDIRECT" \
+      "-A PODPROXY_OUTPUT -o lo -m owner ! --$kind-owner 1337 -j RETURN" "-A PODPROXY_OUTPUT -m owner --$kind-owner 1337 -j RETURN"
+  done
+  printf '%s\n' "-A PODPROXY_OUTPUT -m owner --gid-owner 2000 -j RETURN" "-A PODPROXY_OUTPUT -d $3 -j RETURN" \
+    "-A PODPROXY_OUTPUT -d $4 -j RETURN" "-A PODPROXY_OUTPUT -p tcp --dport 443 -j PODPROXY_REDIRECT" \
+    "-A PODPROXY_OUTPUT -d $5 -j PODPROXY_REDIRECT"
+}
+[ "$(chain IPv4 nat PODPROXY_OUTPUT)" = "$(want_output IPv4 127.0.0.6/32 127.0.0.1/32 10.96.0.0/12 10.0.0.0/8)" ] ||
+  fail "IPv4 PODPROXY_OUTPUT: $(diff <(want_output IPv4 127.0.0.6/32 127.0.0.1/32 10.96.0.0/12 10.0.0.0/8) <(chain IPv4 nat PODPROXY_OUTPUT))"
+[ "$(chain IPv6 nat PODPROXY_OUTPUT)" = "$(want_output IPv6 ::6/128 ::1/128 fd00:96::/32 fd00::/8)" ] ||
+  fail "IPv6 PODPROXY_OUTPUT: $(diff <(want_output IPv6 ::6/128 ::1/128 fd00:96::/32 fd00::/8) <(chain IPv6 nat PODPROXY_OUTPUT))"
+want_inbound=$(printf '%s\n' "-A PODPROXY_INBOUND -p tcp ! -i lo -d 127.0.0.0/8 -j RETURN" \
+  "-A PODPROXY_INBOUND -i kv0 -d 10.0.0.0/8 -j PODPROXY_REDIRECT" "-A PODPROXY_INBOUND -i kv0 -j RETURN" \
+  "-A PODPROXY_INBOUND -i eth1 -j RETURN" "-A PODPROXY_INBOUND -p tcp --dport 15008 -j RETURN")
+[ "$(chain IPv4 nat PODPROXY_INBOUND | head -5)" = "$want_inbound" ] ||
+  fail "IPv4 PODPROXY_INBOUND starts: $(chain IPv4 nat PODPROXY_INBOUND | head -5)"
+[ "$(chain IPv6 mangle PODPROXY_DROP)" = "-A PODPROXY_DROP -j DROP" ] || fail "IPv6 PODPROXY_DROP: $(chain IPv6 mangle PODPROXY_DROP)"
+[ "$(grep -c -x -- '-A PREROUTING -m conntrack --ctstate INVALID -j PODPROXY_DROP' <<<"$dry")" = 2 ] ||
+  fail "--drop-invalid: no hook in each family"
+[ "$(snapshot)" = "$before" ] || fail "--dry-run changed the namespace"
+pass "init --dry-run prints Istio's capture options' rules per chain, in Istio's order, each family its own ranges"
 
 # --- apply, twice
 in_pod "$SIDECAR" init >/dev/null

@@ -1,7 +1,8 @@
 # The Kubernetes manifests' arguments (examples/sidecar/k8s/*.yaml) in a dual-stack pod: every `init` and
 # `run` argument list the manifests pass, taken from the files themselves ($(POD_IP) as the kubelet
 # expands it: the pod's first, IPv4, address), `run` as the manifests run it (uid 1337, no capability, so
-# it cannot read the capture rules), and the postStart `wait`. Clients over IPv4 and IPv6 reach a server
+# it cannot read the capture rules), and the postStart `wait`. A pod's Istio capture annotations match its
+# init args. Clients over IPv4 and IPv6 reach a server
 # on every address through each policy, and the loopback-only or pod-IP-only server as the policy says.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/run_lib.sh"
@@ -33,6 +34,42 @@ check() {  # LABEL ADDRESS PORT EXPECTED
   wait_listen "$POD" "$3" || fail "no server on $3"
   expect_eq "$1: client -> $2 port $3" "$(client "$CLIENT" "$2" "$3")" "$4"
 }
+
+# A pod's Istio capture annotations and its podproxy-init args agree (the README's table, for the
+# annotations the manifests use), and at least one pod shows one.
+python3 - "$K8S_DIR" <<'PY' || fail "a manifest's capture annotation and its init args disagree"
+import pathlib, sys, yaml
+flags = {
+    "traffic.sidecar.istio.io/includeInboundPorts": "--inbound-ports",
+    "traffic.sidecar.istio.io/excludeInboundPorts": "--exclude-inbound-ports",
+    "traffic.sidecar.istio.io/includeOutboundIPRanges": "--outbound-ip-ranges",
+    "traffic.sidecar.istio.io/excludeOutboundIPRanges": "--exclude-outbound-ip-ranges",
+    "traffic.sidecar.istio.io/includeOutboundPorts": "--include-outbound-ports",
+    "traffic.sidecar.istio.io/excludeOutboundPorts": "--exclude-outbound-ports",
+    "traffic.sidecar.istio.io/excludeInterfaces": "--exclude-interfaces",
+    "traffic.sidecar.istio.io/kubevirtInterfaces": "--kubevirt-interfaces",
+}
+shown = 0
+for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.yaml")):
+    for doc in yaml.safe_load_all(path.read_text()):
+        if not doc or doc.get("kind") != "Pod":
+            continue
+        annotations = doc["metadata"].get("annotations") or {}
+        init = [c for c in doc["spec"].get("initContainers", []) if c["name"] == "podproxy-init"]
+        args = init[0]["args"] if init else []
+        for key, value in annotations.items():
+            if key not in flags:
+                continue
+            flag = flags[key]
+            if flag not in args or args[args.index(flag) + 1] != value:
+                print(f"FAIL: {path.name} {doc['metadata']['name']}: {key}={value!r} but init args {args}", file=sys.stderr)
+                sys.exit(1)
+            shown += 1
+            print(f"ok: {path.name} {doc['metadata']['name']}: {key} -> {flag} {value}")
+if shown == 0:
+    print("FAIL: no manifest shows a capture annotation", file=sys.stderr)
+    sys.exit(1)
+PY
 
 for init_json in "${init_lists[@]}"; do
   mapfile -t init_args < <(expand "$init_json")

@@ -33,6 +33,19 @@ inline constexpr std::string_view table_marker = "PODPROXY_ADDED_TABLE";
 /// Istio's mark for "the proxy calling its own pod over lo" in TPROXY mode (its OutboundMark).
 inline constexpr std::uint32_t own_pod_mark = 1338;
 
+/// Istio's tunnel (HBONE) port: the default of --inbound-tunnel-port.
+inline constexpr std::uint16_t istio_tunnel_port = 15008;
+
+/// An address range of one family, as iptables prints it ("10.0.0.0/8", "fd00::/8").
+struct Cidr {
+  Family family = Family::v4;
+  std::string text;
+  /// Whether the range holds a loopback address (Istio's HasLoopBackIP: such an include range keeps
+  /// the application's calls over lo captured).
+  bool loopback = false;
+  bool operator==(const Cidr&) const = default;
+};
+
 struct CaptureConfig {
   Mode mode = Mode::redirect;
   std::uint16_t inbound_port = 15006;
@@ -49,6 +62,26 @@ struct CaptureConfig {
   std::uint32_t tproxy_mark = 1337;
   /// TPROXY mode: the routing table holding `local default dev lo` (Istio's 133).
   std::uint32_t route_table = 133;
+  /// Outbound destinations captured; std::nullopt is "*". Each family's rules take its own ranges only,
+  /// so an IPv4-only list captures no IPv6 destination (as Istio's includeOutboundIPRanges).
+  std::optional<std::vector<Cidr>> outbound_ip_ranges;
+  std::vector<Cidr> exclude_outbound_ip_ranges;
+  /// Destination ports captured outbound whatever the included ranges (an excluded range still passes
+  /// first: Istio's order).
+  std::vector<std::uint16_t> include_outbound_ports;
+  /// Interfaces whose traffic is never captured, either way.
+  std::vector<std::string> exclude_interfaces;
+  /// Interfaces (KubeVirt VMs) whose inbound traffic is captured as outbound.
+  std::vector<std::string> kubevirt_interfaces;
+  /// Outbound capture by the sending process's group: only these (std::nullopt: every group) ...
+  std::optional<std::vector<std::string>> include_owner_groups;
+  /// ... or every group but these (init refuses both at once).
+  std::vector<std::string> exclude_owner_groups;
+  /// Drop packets conntrack finds INVALID (Istio's INVALID_DROP) instead of letting them reach a socket
+  /// that answers with a reset.
+  bool drop_invalid = false;
+  /// Istio's tunnel port: left alone inbound and by the proxy's calls to its own pod; std::nullopt: none.
+  std::optional<std::uint16_t> inbound_tunnel_port = istio_tunnel_port;
 };
 
 /// One table of a rule set: chains to create, rules hooking them into built-in chains, and their rules.
@@ -96,22 +129,74 @@ inline void leave_loopback_alone(std::vector<std::string>& rules, Family family)
   }
 }
 
+/// Whether an included outbound range of either family holds a loopback address (Istio checks both).
+inline bool includes_loopback(const CaptureConfig& config) {
+  return config.outbound_ip_ranges &&
+         std::any_of(config.outbound_ip_ranges->begin(), config.outbound_ip_ranges->end(),
+                     [](const Cidr& c) { return c.loopback; });
+}
+
+/// The start of nat's PODPROXY_INBOUND for interfaces, in the order Istio's PREROUTING ends up with:
+/// what arrives on a KubeVirt interface goes to the outbound listener (only to the included ranges),
+/// anything else from it is left alone, and so is all traffic of an excluded interface.
+inline void interface_rules(const CaptureConfig& config, Family family, std::vector<std::string>& r) {
+  for (const auto& name : config.kubevirt_interfaces) {
+    if (!config.outbound_ip_ranges) {
+      r.push_back(fmt::format("-A PODPROXY_INBOUND -i {} -j PODPROXY_REDIRECT", name));
+      continue;
+    }
+    for (const auto& cidr : *config.outbound_ip_ranges) {
+      if (cidr.family == family) {
+        r.push_back(fmt::format("-A PODPROXY_INBOUND -i {} -d {} -j PODPROXY_REDIRECT", name, cidr.text));
+      }
+    }
+  }
+  for (const auto& name : config.kubevirt_interfaces) {
+    r.push_back(fmt::format("-A PODPROXY_INBOUND -i {} -j RETURN", name));
+  }
+  for (const auto& name : config.exclude_interfaces) {
+    r.push_back(fmt::format("-A PODPROXY_INBOUND -i {} -j RETURN", name));
+  }
+}
+
+/// Outbound capture by owner group, as Istio's: an include list is one rule letting every other group
+/// pass; an exclude list lets each of its groups pass.
+inline void owner_group_rules(const CaptureConfig& config, std::vector<std::string>& r) {
+  if (config.include_owner_groups) {
+    std::string none_of;
+    for (const auto& group : *config.include_owner_groups) none_of += fmt::format(" -m owner ! --gid-owner {}", group);
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT{} -j RETURN", none_of));
+  }
+  for (const auto& group : config.exclude_owner_groups) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -m owner --gid-owner {} -j RETURN", group));
+  }
+}
+
 inline TableRules nat_table(const CaptureConfig& config, Family family) {
   const bool v6 = family == Family::v6;
   const std::string_view inbound_source = v6 ? "::6/128" : "127.0.0.6/32";
   const std::string_view loopback = v6 ? "::1/128" : "127.0.0.1/32";
   TableRules nat{.name = "nat", .chains = {}, .hooks = {}, .rules = {}};
   auto& r = nat.rules;
+  const std::string not_tunnel =
+      config.inbound_tunnel_port ? fmt::format(" -p tcp ! --dport {}", *config.inbound_tunnel_port) : "";
 
   nat.chains = {"PODPROXY_REDIRECT", "PODPROXY_IN_REDIRECT", "PODPROXY_OUTPUT"};
   r.push_back(fmt::format("-A PODPROXY_REDIRECT -p tcp -j REDIRECT --to-ports {}", config.outbound_port));
   r.push_back(fmt::format("-A PODPROXY_IN_REDIRECT -p tcp -j REDIRECT --to-ports {}", config.inbound_port));
 
-  // Inbound in REDIRECT mode (TPROXY mode captures inbound in the mangle table instead).
-  if (config.mode == Mode::redirect) {
+  // Inbound in REDIRECT mode (TPROXY mode captures inbound in the mangle table instead, but a KubeVirt
+  // interface's traffic is outbound traffic, which nat captures in both modes).
+  if (config.mode == Mode::redirect || !config.kubevirt_interfaces.empty()) {
     nat.chains.insert(nat.chains.begin(), "PODPROXY_INBOUND");
     nat.hooks.push_back("-A PREROUTING -p tcp -j PODPROXY_INBOUND");
     leave_loopback_alone(r, family);
+    interface_rules(config, family, r);
+  }
+  if (config.mode == Mode::redirect) {
+    if (config.inbound_tunnel_port) {
+      r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp --dport {} -j RETURN", *config.inbound_tunnel_port));
+    }
     for (const auto port : inbound_exempt_ports(config)) {
       r.push_back(fmt::format("-A PODPROXY_INBOUND -p tcp --dport {} -j RETURN", port));
     }
@@ -126,6 +211,9 @@ inline TableRules nat_table(const CaptureConfig& config, Family family) {
 
   // Outbound, in Istio's order (CONTEXT.md, rules 1-6).
   nat.hooks.push_back("-A OUTPUT -p tcp -j PODPROXY_OUTPUT");
+  for (const auto& name : config.exclude_interfaces) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o {} -j RETURN", name));
+  }
   for (const auto port : sorted_unique(config.exclude_outbound_ports)) {
     r.push_back(fmt::format("-A PODPROXY_OUTPUT -p tcp --dport {} -j RETURN", port));
   }
@@ -139,30 +227,61 @@ inline TableRules nat_table(const CaptureConfig& config, Family family) {
   }
   // A marking proxy is matched before the owner rules: it may run as any uid, so rule 3 would catch it.
   if (config.proxy_mark) {
-    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {} -m mark --mark {} -j PODPROXY_IN_REDIRECT",
-                            loopback, *config.proxy_mark));
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {}{} -m mark --mark {} -j PODPROXY_IN_REDIRECT",
+                            loopback, not_tunnel, *config.proxy_mark));
     r.push_back(fmt::format("-A PODPROXY_OUTPUT -m mark --mark {} -j RETURN", *config.proxy_mark));
   }
   for (const auto& [kind, id] : {std::pair{std::string_view("uid"), config.proxy_uid},
                                  std::pair{std::string_view("gid"), config.proxy_gid}}) {
-    // 2: the proxy calling its own pod over lo goes to the inbound listener.
-    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {} -m owner --{}-owner {} -j PODPROXY_IN_REDIRECT",
-                            loopback, kind, id));
-    // 3: the app calling its own pod IP over lo is not captured.
-    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -m owner ! --{}-owner {} -j RETURN", kind, id));
+    // 2: the proxy calling its own pod over lo goes to the inbound listener, except to the tunnel port,
+    // where Istio's own proxy (if one runs in the pod) listens for itself.
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {}{} -m owner --{}-owner {} -j PODPROXY_IN_REDIRECT",
+                            loopback, not_tunnel, kind, id));
+    // 3: the app calling its own pod IP over lo is not captured (unless an included range names loopback).
+    if (!includes_loopback(config)) {
+      r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo -m owner ! --{}-owner {} -j RETURN", kind, id));
+    }
     // 4: the proxy's own egress is not captured again.
     r.push_back(fmt::format("-A PODPROXY_OUTPUT -m owner --{}-owner {} -j RETURN", kind, id));
   }
+  owner_group_rules(config, r);
   // 5: localhost stays local.
   r.push_back(fmt::format("-A PODPROXY_OUTPUT -d {} -j RETURN", loopback));
-  // 6: everything else goes to the outbound listener.
-  r.push_back("-A PODPROXY_OUTPUT -j PODPROXY_REDIRECT");
+  // 6: excluded ranges pass, then included ports are captured whatever their range, then the included
+  // ranges (all of them for "*").
+  for (const auto& cidr : config.exclude_outbound_ip_ranges) {
+    if (cidr.family == family) r.push_back(fmt::format("-A PODPROXY_OUTPUT -d {} -j RETURN", cidr.text));
+  }
+  for (const auto port : sorted_unique(config.include_outbound_ports)) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -p tcp --dport {} -j PODPROXY_REDIRECT", port));
+  }
+  if (!config.outbound_ip_ranges) {
+    r.push_back("-A PODPROXY_OUTPUT -j PODPROXY_REDIRECT");
+  } else {
+    for (const auto& cidr : *config.outbound_ip_ranges) {
+      if (cidr.family == family) r.push_back(fmt::format("-A PODPROXY_OUTPUT -d {} -j PODPROXY_REDIRECT", cidr.text));
+    }
+  }
   return nat;
 }
 
 /// TPROXY mode's inbound capture, as Istio's: marked packets are routed to lo by `ip rule fwmark ->
 /// table`, TPROXY hands new connections to the inbound listener, and the connmark carries the mark to
 /// the application's replies so they find their way back to the proxy's transparent socket.
+/// --drop-invalid: Istio's jump from mangle PREROUTING, before any capture, for every protocol. In TPROXY
+/// mode Istio's excluded interfaces return before it; here their RETURN opens the drop chain instead (a
+/// rule in PREROUTING itself is no hook, and --clean would not find it).
+inline void add_drop_invalid(const CaptureConfig& config, TableRules& mangle) {
+  mangle.chains.push_back("PODPROXY_DROP");
+  mangle.hooks.insert(mangle.hooks.begin(), "-A PREROUTING -m conntrack --ctstate INVALID -j PODPROXY_DROP");
+  if (config.mode == Mode::tproxy) {
+    for (const auto& name : config.exclude_interfaces) {
+      mangle.rules.push_back(fmt::format("-A PODPROXY_DROP -i {} -j RETURN", name));
+    }
+  }
+  mangle.rules.push_back("-A PODPROXY_DROP -j DROP");
+}
+
 inline TableRules mangle_table(const CaptureConfig& config, Family family) {
   const bool v6 = family == Family::v6;
   const std::string_view inbound_source = v6 ? "::6/128" : "127.0.0.6/32";
@@ -178,7 +297,10 @@ inline TableRules mangle_table(const CaptureConfig& config, Family family) {
   r.push_back("-A PODPROXY_DIVERT -j ACCEPT");
   r.push_back(fmt::format("-A PODPROXY_TPROXY ! -d {} -p tcp -j TPROXY --on-port {} --tproxy-mark {}/0xffffffff",
                           loopback, config.inbound_port, mark));
-  // Istio puts these two in PREROUTING itself; one hook per built-in chain keeps --clean exact.
+  // Istio puts these in PREROUTING and OUTPUT themselves; one hook per built-in chain keeps --clean exact.
+  for (const auto& name : config.exclude_interfaces) {
+    r.push_back(fmt::format("-A PODPROXY_PREROUTING -i {} -j RETURN", name));
+  }
   r.push_back("-A PODPROXY_PREROUTING -p tcp -j PODPROXY_INBOUND");
   r.push_back(fmt::format("-A PODPROXY_PREROUTING -p tcp -m mark --mark {} -j CONNMARK --save-mark", mark));
 
@@ -200,6 +322,9 @@ inline TableRules mangle_table(const CaptureConfig& config, Family family) {
     }
   }
 
+  for (const auto& name : config.exclude_interfaces) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT -o {} -j RETURN", name));
+  }
   r.push_back(fmt::format("-A PODPROXY_OUTPUT -p tcp -o lo -m mark --mark {} -j RETURN", mark));
   if (config.proxy_mark && *config.proxy_mark != mark) {
     r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m mark --mark {} -j MARK --set-mark {}",
@@ -220,7 +345,12 @@ inline bool is_ours(std::string_view chain) { return chain.substr(0, chain_prefi
 /// The rules of one address family for `config`.
 inline RuleSet capture_rules(const CaptureConfig& config, Family family) {
   RuleSet set;
-  if (config.mode == Mode::tproxy) set.tables.push_back(detail::mangle_table(config, family));
+  if (config.mode == Mode::tproxy) {
+    set.tables.push_back(detail::mangle_table(config, family));
+  } else if (config.drop_invalid) {
+    set.tables.push_back(TableRules{.name = "mangle", .chains = {}, .hooks = {}, .rules = {}});
+  }
+  if (config.drop_invalid) detail::add_drop_invalid(config, set.tables.front());
   set.tables.push_back(detail::nat_table(config, family));
   return set;
 }

@@ -33,6 +33,15 @@ struct InitFlags {
   std::string proxy_uid = "1337";
   std::string proxy_gid = "1337";
   std::string proxy_mark;
+  std::string outbound_ip_ranges = "*";
+  std::string exclude_outbound_ip_ranges;
+  std::string include_outbound_ports;
+  std::string exclude_interfaces;
+  std::string kubevirt_interfaces;
+  std::string include_owner_groups = "*";
+  std::string exclude_owner_groups;
+  std::string inbound_tunnel_port = "15008";
+  bool drop_invalid = false;
   std::string ip_families = "auto";
   bool no_ipv6 = false;
   bool dry_run = false;
@@ -71,6 +80,30 @@ capture::CaptureConfig to_config(const InitFlags& flags) {
                                                              capture::own_pod_mark));
     }
   }
+  config.outbound_ip_ranges = parse_cidr_selection("--outbound-ip-ranges", flags.outbound_ip_ranges);
+  if (flags.exclude_outbound_ip_ranges == "*") {
+    throw CLI::ValidationError("--exclude-outbound-ip-ranges", "'*' would capture nothing: use --outbound-ip-ranges ''");
+  }
+  config.exclude_outbound_ip_ranges = parse_cidr_list("--exclude-outbound-ip-ranges", flags.exclude_outbound_ip_ranges);
+  config.include_outbound_ports = parse_port_list("--include-outbound-ports", flags.include_outbound_ports);
+  config.exclude_interfaces = parse_interface_list("--exclude-interfaces", flags.exclude_interfaces);
+  config.kubevirt_interfaces = parse_interface_list("--kubevirt-interfaces", flags.kubevirt_interfaces);
+  if (flags.include_owner_groups != "*") {
+    if (!flags.exclude_owner_groups.empty()) {
+      throw CLI::ValidationError("--exclude-outbound-owner-groups",
+                                 "cannot be combined with --include-outbound-owner-groups (other than '*')");
+    }
+    config.include_owner_groups = parse_group_list("--include-outbound-owner-groups", flags.include_owner_groups);
+    // They make one rule of `-m owner ! --gid-owner G` matches; Istio caps them at 64 to keep it loadable.
+    if (config.include_owner_groups->size() > 64) {
+      throw CLI::ValidationError("--include-outbound-owner-groups", "at most 64 groups (Istio's limit)");
+    }
+  }
+  config.exclude_owner_groups = parse_group_list("--exclude-outbound-owner-groups", flags.exclude_owner_groups);
+  config.inbound_tunnel_port = flags.inbound_tunnel_port.empty()
+                                   ? std::nullopt
+                                   : std::optional(parse_port("--inbound-tunnel-port", flags.inbound_tunnel_port));
+  config.drop_invalid = flags.drop_invalid;
   return config;
 }
 
@@ -428,6 +461,31 @@ void add_init_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--proxy-mark", flags->proxy_mark,
                   "SO_MARK the proxy puts on its sockets (run --mark N): exempted like the proxy's uid");
+  cmd->add_option("--outbound-ip-ranges", flags->outbound_ip_ranges,
+                  "Outbound destinations to capture: '*' for all, or comma-separated CIDRs, IPv4 and IPv6 each "
+                  "in their own family's rules ('' for none; Istio's includeOutboundIPRanges)")
+      ->capture_default_str();
+  cmd->add_option("--exclude-outbound-ip-ranges", flags->exclude_outbound_ip_ranges,
+                  "Comma-separated CIDRs never captured outbound (Istio's excludeOutboundIPRanges)");
+  cmd->add_option("--include-outbound-ports", flags->include_outbound_ports,
+                  "Comma-separated destination ports captured outbound whatever --outbound-ip-ranges says (an "
+                  "excluded range still passes first, as in Istio; Istio's includeOutboundPorts)");
+  cmd->add_option("--exclude-interfaces", flags->exclude_interfaces,
+                  "Comma-separated interfaces whose traffic is never captured, in or out");
+  cmd->add_option("--kubevirt-interfaces", flags->kubevirt_interfaces,
+                  "Comma-separated interfaces (KubeVirt VMs) whose inbound traffic is captured as outbound");
+  cmd->add_option("--include-outbound-owner-groups", flags->include_owner_groups,
+                  "Capture outbound only from these groups (comma-separated gids or names), or '*' for every group")
+      ->capture_default_str();
+  cmd->add_option("--exclude-outbound-owner-groups", flags->exclude_owner_groups,
+                  "Comma-separated groups (gids or names) whose outbound traffic is never captured");
+  cmd->add_option("--inbound-tunnel-port", flags->inbound_tunnel_port,
+                  "Istio's tunnel (HBONE) port: not captured inbound, and the proxy's calls to its own pod on it "
+                  "not sent to the inbound listener ('' for none)")
+      ->capture_default_str();
+  cmd->add_flag("--drop-invalid", flags->drop_invalid,
+                "Drop packets conntrack finds INVALID (Istio's INVALID_DROP) instead of letting the pod reset "
+                "the connection");
   cmd->add_option("--ip-families", flags->ip_families,
                   "Address families to capture: auto (each family the pod has a non-loopback, non-link-local "
                   "address of), ipv4, ipv6 or dual; `run --ip-families` takes the same values")
