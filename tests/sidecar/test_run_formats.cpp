@@ -42,7 +42,7 @@ TEST_CASE("access log: a refused upstream says UF and why, IPv6 and v4-mapped ad
   record.error = std::make_error_code(std::errc::connection_refused);
   const auto line = sidecar::access_log_line("inbound", record);
   CHECK_THAT(line, Catch::Contains(" inbound 10.0.0.9:1 -> [fd00::5]:8080 upstream=[fd00::5]:8080 src=- rx=0 tx=0 "));
-  CHECK_THAT(line, Catch::EndsWith("flags=UF end=upstream_connect_failed error=\"Connection refused\""));
+  CHECK_THAT(line, Catch::EndsWith("flags=UF,URX end=upstream_connect_failed error=\"Connection refused\""));
 
   record.upstream.reset();
   record.end = podproxy::ConnectionEnd::loop_refused;

@@ -1,15 +1,18 @@
 // `run`: the sidecar proper. An inbound listener (15006) and an outbound listener (15001) built from the
-// library, the admin endpoint (127.0.0.1:15000: /stats, /ready), the health endpoint (15021:
-// /healthz/ready), one access-log line per connection on stdout, and a drain on SIGTERM.
+// library, the admin endpoint (127.0.0.1:15000: /stats, /ready, POST /quitquitquit and /drain_listeners),
+// the health endpoint (15021: /healthz/ready), the merged-metrics endpoint (15020: /stats/prometheus, with
+// Istio's TCP metrics), one access-log line per connection on stdout, and a drain on SIGTERM.
 //
 // Threads: a podproxy::WorkerGroup of --threads workers, each an io_context with an inbound and an outbound
 // Proxy of its own on SO_REUSEPORT listeners (the group's comment says why). The admin and health servers
 // and the signals run on the first worker.
 #include "access_log.hpp"
+#include "admin_endpoints.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "http.hpp"
 #include "ip_families.hpp"
+#include "istio_metrics.hpp"
 #include "process.hpp"
 #include "prometheus.hpp"
 #include "run_flags.hpp"
@@ -51,6 +54,8 @@ struct RunFlags {
   std::string outbound_port = "15001";
   std::string admin_port = "15000";
   std::string health_port = "15021";
+  std::string metrics_port = "15020";
+  std::optional<std::string> pod_labels_file;  // unset: Istio's /etc/istio/pod/labels when it exists
   std::string connect_timeout = "10s";
   std::string idle_timeout = "1h";
   std::string drain_timeout = "5s";
@@ -78,7 +83,9 @@ struct Settings {
   families::Set served;
   /// Why /healthz/ready must not say 200 (a captured family that no listener serves), or "".
   std::string not_ready;
-  std::uint16_t inbound_port = 0, outbound_port = 0, admin_port = 0, health_port = 0;
+  std::uint16_t inbound_port = 0, outbound_port = 0, admin_port = 0, health_port = 0, metrics_port = 0;
+  /// The labels of Istio's TCP metrics that describe this pod.
+  PodIdentity pod;
   std::chrono::milliseconds connect_timeout{}, idle_timeout{}, drain_timeout{};
   unsigned threads = 1;
   std::chrono::microseconds batch_pause{};
@@ -180,10 +187,12 @@ Settings resolve(const RunFlags& f) {
   s.outbound_port = parse_port("--outbound-port", f.outbound_port);
   s.admin_port = parse_port("--admin-port", f.admin_port);
   s.health_port = parse_port("--health-port", f.health_port);
+  s.metrics_port = parse_port("--metrics-port", f.metrics_port);
   const std::vector<std::pair<const char*, std::uint16_t>> named{{"--inbound-port", s.inbound_port},
                                                                   {"--outbound-port", s.outbound_port},
                                                                   {"--admin-port", s.admin_port},
-                                                                  {"--health-port", s.health_port}};
+                                                                  {"--health-port", s.health_port},
+                                                                  {"--metrics-port", s.metrics_port}};
   for (std::size_t i = 0; i < named.size(); ++i) {
     for (std::size_t j = i + 1; j < named.size(); ++j) {
       if (named[i].second == named[j].second) {
@@ -208,6 +217,7 @@ Settings resolve(const RunFlags& f) {
     throw CLI::ValidationError("--mark", std::to_string(*s.mark) + " is the --tproxy-mark; give the proxy another mark");
   }
   s.access_log = !f.no_access_log;
+  s.pod = pod_identity_of_process(f.pod_labels_file);
   return s;
 }
 
@@ -217,7 +227,7 @@ Settings resolve(const RunFlags& f) {
 /// 127.0.0.1 and would not match them otherwise.
 std::vector<asio::ip::tcp::endpoint> own_endpoints(const Settings& s, std::uint16_t except) {
   std::vector<asio::ip::tcp::endpoint> out;
-  for (const std::uint16_t port : {s.inbound_port, s.outbound_port, s.health_port}) {
+  for (const std::uint16_t port : {s.inbound_port, s.outbound_port, s.health_port, s.metrics_port}) {
     if (port == except) continue;
     out.emplace_back(s.listen_address, port);
     for (const auto& ip : s.pod_ips) out.emplace_back(ip, port);
@@ -272,41 +282,58 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
     access->set_pattern("%v");
     access->flush_on(spdlog::level::info);
   }
-  const auto access_logger = [access](std::string_view listener) -> std::function<void(const podproxy::ConnectionRecord&)> {
-    if (!access) return {};
-    return [access, listener](const podproxy::ConnectionRecord& record) {
-      access->info(access_log_line(listener, record));
+  IstioTcpMetrics istio(s.pod);
+  const auto on_complete = [access, &istio](std::string_view listener) {
+    const auto which = listener == "inbound" ? IstioTcpMetrics::inbound : IstioTcpMetrics::outbound;
+    return [access, listener, which, &istio](const podproxy::ConnectionRecord& record) {
+      istio.completed(which, record);
+      if (access) access->info(access_log_line(listener, record));
     };
+  };
+  const auto on_connected = [&istio](IstioTcpMetrics::Listener which) {
+    return [which, &istio](const podproxy::ConnectionRecord&) { istio.connected(which); };
   };
 
   std::atomic<bool> ready{false};
-  std::atomic<bool> draining{false};
 
   const podproxy::ProxyOptions inbound_options{.connect_timeout = s.connect_timeout,
                                                .idle_timeout = s.idle_timeout,
                                                .upstream_mark = s.tproxy ? std::optional(s.tproxy_mark) : s.mark,
                                                .own_endpoints = own_endpoints(s, s.inbound_port),
-                                               .on_complete = access_logger("inbound"),
+                                               .on_complete = on_complete("inbound"),
+                                               .on_connected = on_connected(IstioTcpMetrics::inbound),
                                                .batch_pause = s.batch_pause};
   const podproxy::ProxyOptions outbound_options{.connect_timeout = s.connect_timeout,
                                                 .idle_timeout = s.idle_timeout,
                                                 .upstream_mark = s.mark,
                                                 .own_endpoints = own_endpoints(s, s.outbound_port),
-                                                .on_complete = access_logger("outbound"),
+                                                .on_complete = on_complete("outbound"),
+                                                .on_connected = on_connected(IstioTcpMetrics::outbound),
                                                 .batch_pause = s.batch_pause};
 
   // Bind everything first (as root, if we are), so that a port in use or a missing privilege fails here,
   // before any listener is announced ready. Each of the --threads workers gets a proxy per listener.
   podproxy::WorkerGroup workers(s.threads);
   podproxy::WorkerListener inbound, outbound;
-  std::unique_ptr<http::Server> admin, health;
+  std::unique_ptr<http::Server> admin, health, metrics;
+  int exit_status = 0;
+  // SIGTERM, POST /quitquitquit and POST /drain_listeners: one drain.
+  DrainControl control(workers, s.drain_timeout, [&] {
+    admin->close();
+    health->close();
+    metrics->close();
+    workers.halt();
+  }, *log);
   const auto status_text = [&] {
-    return draining.load() ? "DRAINING\n" : ready.load() ? "LIVE\n" : "PRE_INITIALIZING\n";
+    return control.draining() ? "DRAINING\n" : ready.load() ? "LIVE\n" : "PRE_INITIALIZING\n";
   };
   const auto readiness = [&](const http::Request&) {
     // A captured family that no listener serves: never ready, and the body says why and what to change.
-    if (!s.not_ready.empty() && !draining.load()) return http::Response{503, "NOT_READY: " + s.not_ready + "\n"};
-    return http::Response{ready.load() && !draining.load() ? 200 : 503, status_text()};
+    if (!s.not_ready.empty() && !control.draining()) return http::Response{503, "NOT_READY: " + s.not_ready + "\n"};
+    return http::Response{ready.load() && !control.draining() ? 200 : 503, status_text()};
+  };
+  const auto envoy_stats = [&] {
+    return prometheus_text({{"inbound", inbound.stats.get()}, {"outbound", outbound.stats.get()}}, pool);
   };
   try {
     inbound = workers.add<Source>(
@@ -315,17 +342,30 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
     outbound = workers.add({.endpoint = {s.listen_address, s.outbound_port}, .v6_only = s.v6_only},
                            podproxy::PodIpPolicy::without_source_bind(), relay, outbound_options);
     const http::ServerOptions http_options = http_server_options();
+    http::ServerOptions any_method = http_options;
+    any_method.any_method = true;
     admin = std::make_unique<http::Server>(
         workers.context(0).get_executor(), asio::ip::tcp::endpoint{asio::ip::address_v4::loopback(), s.admin_port},
         [&](const http::Request& request) -> http::Response {
-          if (request.path == "/stats") {
-            return {200, prometheus_text({{"inbound", inbound.stats.get()}, {"outbound", outbound.stats.get()}}, pool),
-                    "text/plain; version=0.0.4; charset=utf-8"};
-          }
+          if (auto r = lifecycle_endpoint(request, control, /*drain_listeners=*/true, /*loopback_only=*/false)) return *r;
+          if (auto r = only_get(request)) return *r;
+          if (request.path == "/stats") return {200, envoy_stats(), "text/plain; version=0.0.4; charset=utf-8"};
           if (request.path == "/ready") return readiness(request);
-          return {404, "not found: try /stats or /ready\n"};
+          return {404, "not found: try /stats, /ready, POST /quitquitquit or POST /drain_listeners\n"};
         },
-        http_options);
+        any_method);
+    // pilot-agent's merged metrics: Istio's TCP metrics, then the Envoy-named counters.
+    metrics = std::make_unique<http::Server>(
+        workers.context(0).get_executor(), asio::ip::tcp::endpoint{s.listen_address, s.metrics_port},
+        [&](const http::Request& request) -> http::Response {
+          if (auto r = lifecycle_endpoint(request, control, /*drain_listeners=*/false, /*loopback_only=*/true)) return *r;
+          if (auto r = only_get(request)) return *r;
+          if (request.path == "/stats/prometheus") {
+            return {200, istio.prometheus_text() + envoy_stats(), "text/plain; version=0.0.4; charset=utf-8"};
+          }
+          return {404, "not found: try /stats/prometheus\n"};
+        },
+        any_method);
     health = std::make_unique<http::Server>(workers.context(0).get_executor(),
                                             asio::ip::tcp::endpoint{s.listen_address, s.health_port},
                                             [&](const http::Request& request) -> http::Response {
@@ -360,24 +400,16 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   // The admin and health servers and the signals run on the first worker's io_context.
   asio::io_context& io = workers.context(0);
   asio::signal_set signals(io, SIGTERM, SIGINT);
-  int exit_status = 0;
+  bool signalled = false;
   std::function<void(std::error_code, int)> on_signal = [&](std::error_code ec, int number) {
     if (ec) return;
-    if (draining.exchange(true)) {
+    if (std::exchange(signalled, true)) {
       log->warn("signal {} again: exiting without waiting for {} connection(s)", number, workers.active());
       exit_status = 1;
-      workers.halt();
+      control.halt();
       return;
     }
-    log->info("signal {}: no longer accepting; draining {} connection(s) for up to {} ms", number,
-              workers.active(), s.drain_timeout.count());
-    // Called from the thread of the proxy that finished last.
-    workers.stop(s.drain_timeout, [&] {
-      log->info("drained: every connection is done; exiting");
-      admin->close();
-      health->close();
-      workers.halt();
-    });
+    control.quit(fmt::format("signal {}", number));
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
@@ -385,18 +417,20 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   workers.start();
   admin->start();
   health->start();
+  metrics->start();
   // Ready once the io_context runs the accept loops (the listening sockets queue connections already).
   asio::post(io, [&] {
     ready = true;
     if (!s.not_ready.empty()) {
       log->error("serving, but NOT ready (/healthz/ready answers 503): {}", s.not_ready);
     }
-    log->info("{}: inbound {} ({}; {} policy{}{}), outbound {}, admin {}, health {}; relay {}, {} thread(s), pod IPs {}{}",
+    log->info("{}: inbound {} ({}; {} policy{}{}), outbound {}, admin {}, health {}, metrics {}; relay {}, {} thread(s), pod IPs {}{}",
               s.not_ready.empty() ? "ready" : "listening", endpoint_text(inbound.local_endpoint),
               s.served.text(), s.loopback_policy ? "loopback" : "pod-ip",
               s.default_endpoints.empty() ? "" : fmt::format(", {} default endpoint(s)", s.default_endpoints.size()),
               s.tproxy ? ", tproxy" : "", endpoint_text(outbound.local_endpoint),
               endpoint_text(admin->local_endpoint()), endpoint_text(health->local_endpoint()),
+              endpoint_text(metrics->local_endpoint()),
               s.buffered_relay ? "buffered" : "splice", s.threads, join(s.pod_ips),
               s.pod_ips_detected ? " (detected)" : "");
   });
@@ -454,8 +488,9 @@ void add_run_command(CLI::App& app) {
   run_cmd->footer(
       "Access log: one line per connection on stdout,\n"
       "  [TIME] LISTENER PEER -> ORIGINAL_DST upstream=HOST:PORT src=HOST:PORT rx=N tx=N dur_ms=N flags=F end=E error=\"...\"|-\n"
-      "  (rx: bytes from the client, tx: bytes to it; flags: - UF UT NR UR DR SI DT). Logs go to stderr.\n"
-      "Exit status: 0 after a drain (SIGTERM/SIGINT), 1 when a listener cannot be opened, 2 for a bad flag or\n"
+      "  (rx: bytes from the client, tx: bytes to it; flags as Envoy's: - UF,URX NR UR DR SI DT OM; end= says refused vs timed out). Logs go to stderr.\n"
+      "Metrics: Istio's istio_tcp_* from POD_NAMESPACE, ISTIO_META_WORKLOAD_NAME, ISTIO_META_CLUSTER_ID and the pod's labels.\n"
+      "Exit status: 0 after a drain (SIGTERM/SIGINT, POST /quitquitquit), 1 when a listener cannot be opened, 2 for a bad flag or\n"
       "a privilege that cannot be had.");
   run_cmd->add_option("--mode", flags->mode, "redirect (iptables REDIRECT capture) or tproxy (TPROXY: the application sees the real client)")
       ->check(CLI::IsMember({"redirect", "tproxy"}))->type_name("MODE")->capture_default_str();
@@ -479,8 +514,18 @@ void add_run_command(CLI::App& app) {
       ->type_name("IP");
   run_cmd->add_option("--inbound-port", flags->inbound_port, "inbound listener port")->type_name("PORT")->capture_default_str();
   run_cmd->add_option("--outbound-port", flags->outbound_port, "outbound listener port")->type_name("PORT")->capture_default_str();
-  run_cmd->add_option("--admin-port", flags->admin_port, "admin port on 127.0.0.1 (GET /stats, /ready)")->type_name("PORT")->capture_default_str();
+  run_cmd->add_option("--admin-port", flags->admin_port,
+                      "admin port on 127.0.0.1 (GET /stats, /ready; POST /quitquitquit: drain, then exit 0; POST "
+                      "/drain_listeners: stop accepting, keep connections, readiness 503)")->type_name("PORT")->capture_default_str();
   run_cmd->add_option("--health-port", flags->health_port, "health port (GET /healthz/ready)")->type_name("PORT")->capture_default_str();
+  run_cmd->add_option("--metrics-port", flags->metrics_port,
+                      "merged-metrics port, Istio's (GET /stats/prometheus: Istio's TCP metrics and the counters of /stats; "
+                      "POST /quitquitquit from the pod itself)")
+      ->type_name("PORT")->capture_default_str();
+  run_cmd->add_option("--pod-labels-file", flags->pod_labels_file,
+                      "the pod's labels as the downward API writes them (Istio's injector mounts them at "
+                      "/etc/istio/pod/labels, read when present): app, version and canonical service labels of the metrics")
+      ->type_name("PATH");
   run_cmd->add_option("--connect-timeout", flags->connect_timeout, "upstream connect timeout (ms, s, m, h)")->type_name("DURATION")->capture_default_str();
   run_cmd->add_option("--idle-timeout", flags->idle_timeout, "close a connection idle this long; 0 disables")->type_name("DURATION")->capture_default_str();
   run_cmd->add_option("--drain-timeout", flags->drain_timeout, "on SIGTERM, how long in-flight connections may finish")->type_name("DURATION")->capture_default_str();
