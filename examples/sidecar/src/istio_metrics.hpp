@@ -228,45 +228,48 @@ class IstioTcpMetrics {
     bump(c.sent, record.bytes_from_upstream);        // the response side: what the client was sent
   }
 
-  /// The four families in the Prometheus text format, one series per listener and response flags seen.
+  /// The four families in the Prometheus text format. A series appears once it has counted something, as
+  /// Istio's do: opened once a connection opened, the others once one closed (bytes are counted at close).
   [[nodiscard]] std::string prometheus_text() const {
+    // Ends that share response flags (NR: policy, loop and loopback guard) are one series.
+    struct Sums {
+      std::string_view flags;
+      std::uint64_t opened = 0, closed = 0, sent = 0, received = 0;
+    };
+    std::array<std::vector<Sums>, 2> sums;
+    for (std::size_t l = 0; l < 2; ++l) {
+      for (std::size_t e = 0; e < ends; ++e) {
+        const Cell& cell = cells_[l][e];
+        const auto flags = podproxy::response_flags(static_cast<podproxy::ConnectionEnd>(e));
+        auto it = std::find_if(sums[l].begin(), sums[l].end(), [&](const Sums& x) { return x.flags == flags; });
+        if (it == sums[l].end()) it = sums[l].insert(sums[l].end(), Sums{flags});
+        it->opened += cell.opened.load(std::memory_order_relaxed);
+        it->closed += cell.closed.load(std::memory_order_relaxed);
+        it->sent += cell.sent.load(std::memory_order_relaxed);
+        it->received += cell.received.load(std::memory_order_relaxed);
+      }
+    }
     struct Family {
       std::string_view name, help;
-      std::atomic<std::uint64_t> Cell::*field;
+      std::uint64_t Sums::*value;
+      bool at_open;
     };
     static constexpr std::array<Family, 4> families{{
-        {"istio_tcp_connections_opened_total", "TCP connections opened (Istio standard metric).", &Cell::opened},
-        {"istio_tcp_connections_closed_total", "TCP connections closed (Istio standard metric).", &Cell::closed},
-        {"istio_tcp_sent_bytes_total", "Bytes sent to the client, at close (Istio standard metric).", &Cell::sent},
-        {"istio_tcp_received_bytes_total", "Bytes received from the client, at close (Istio standard metric).",
-         &Cell::received},
+        {"istio_tcp_connections_opened_total", "TCP connections opened (Istio standard metric).", &Sums::opened, true},
+        {"istio_tcp_connections_closed_total", "TCP connections closed (Istio standard metric).", &Sums::closed, false},
+        {"istio_tcp_sent_bytes_total", "Bytes sent to the client, counted at close (Istio standard metric).",
+         &Sums::sent, false},
+        {"istio_tcp_received_bytes_total", "Bytes received from the client, counted at close (Istio standard metric).",
+         &Sums::received, false},
     }};
     std::string out;
     for (const auto& family : families) {
       fmt::format_to(std::back_inserter(out), "# HELP {0} {1}\n# TYPE {0} counter\n", family.name, family.help);
       for (std::size_t l = 0; l < 2; ++l) {
-        // Ends that share response flags (NR: policy, loop and loopback guard) are one series.
-        std::vector<std::pair<std::string_view, std::uint64_t>> by_flags;
-        bool seen_any = false;
-        for (std::size_t e = 0; e < ends; ++e) {
-          const Cell& cell = cells_[l][e];
-          if (cell.opened.load(std::memory_order_relaxed) == 0 && cell.closed.load(std::memory_order_relaxed) == 0) {
-            continue;
-          }
-          seen_any = true;
-          const auto flags = podproxy::response_flags(static_cast<podproxy::ConnectionEnd>(e));
-          const auto value = (cell.*family.field).load(std::memory_order_relaxed);
-          auto it = std::find_if(by_flags.begin(), by_flags.end(), [&](const auto& p) { return p.first == flags; });
-          if (it == by_flags.end()) {
-            by_flags.emplace_back(flags, value);
-          } else {
-            it->second += value;
-          }
-        }
-        if (!seen_any) continue;
-        for (const auto& [flags, value] : by_flags) {
+        for (const Sums& x : sums[l]) {
+          if ((family.at_open ? x.opened : x.closed) == 0) continue;
           fmt::format_to(std::back_inserter(out), "{}{{{},response_flags=\"{}\",connection_security_policy=\"{}\"}} {}\n",
-                         family.name, labels_[l], flags, l == inbound ? "none" : "unknown", value);
+                         family.name, labels_[l], x.flags, l == inbound ? "none" : "unknown", x.*family.value);
         }
       }
     }
