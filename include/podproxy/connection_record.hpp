@@ -47,18 +47,20 @@ enum class ConnectionEnd {
   return "unknown";
 }
 
-/// Envoy-style response flags for an access log ("-" when none): UF upstream connection failure, UT
-/// upstream connect timeout, NR no route (refused by the policy, the loop guard or the loopback guard), UR
-/// upstream remote reset, DR downstream remote reset, SI idle timeout, DT cut at the drain deadline, OM out of
-/// memory (Envoy's overload manager).
+/// Response flags as Envoy's tcp_proxy writes them in an access log ("-" when none), so that log queries
+/// written for Envoy keep working: a refused or unreachable upstream and a connect timeout are both
+/// `UF,URX` there (an upstream connection failure, and its one connect attempt used up; `UT` is Envoy's
+/// HTTP request timeout, not a connect one): to_string(ConnectionEnd) keeps the difference. NR no route
+/// (refused by the policy, the loop guard or the loopback guard), UR upstream remote reset, DR downstream
+/// remote reset, SI idle timeout, DT cut at the drain deadline, OM out of memory (Envoy's overload manager).
 [[nodiscard]] constexpr std::string_view response_flags(ConnectionEnd end) noexcept {
   switch (end) {
     case ConnectionEnd::completed: return "-";
     case ConnectionEnd::refused_by_policy: return "NR";
     case ConnectionEnd::loop_refused: return "NR";
     case ConnectionEnd::loopback_refused: return "NR";
-    case ConnectionEnd::upstream_connect_failed: return "UF";
-    case ConnectionEnd::upstream_connect_timeout: return "UT";
+    case ConnectionEnd::upstream_connect_failed: return "UF,URX";
+    case ConnectionEnd::upstream_connect_timeout: return "UF,URX";
     case ConnectionEnd::downstream_reset: return "DR";
     case ConnectionEnd::upstream_reset: return "UR";
     case ConnectionEnd::idle_timeout: return "SI";
@@ -76,6 +78,8 @@ struct ConnectionRecord {
   /// The upstream socket's local address once connected (shows the source bind at work). Only looked up
   /// when ProxyOptions::on_complete is set, since nothing else can read it.
   std::optional<asio::ip::tcp::endpoint> upstream_local{};
+  /// Whether the upstream connected (ProxyOptions::on_connected was called for this connection).
+  bool upstream_connected = false;
   std::uint64_t bytes_from_downstream = 0;
   std::uint64_t bytes_from_upstream = 0;
   std::chrono::system_clock::time_point start;

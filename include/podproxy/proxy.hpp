@@ -107,9 +107,20 @@ class Proxy final : detail::SessionOwner {
   }
 
   /// Stops accepting, lets in-flight connections finish for up to `drain`, then resets the rest. Calls
-  /// `on_stopped` (if any) once the last connection is gone. Any thread; later calls do nothing.
+  /// `on_stopped` (if any) once the last connection is gone. Any thread. A later call may only bring the
+  /// deadline closer (its `on_stopped` is ignored): a drain without a deadline, then a quit with one, as
+  /// Envoy's drain_listeners followed by quitquitquit.
   void stop(std::chrono::steady_clock::duration drain, std::function<void()> on_stopped = {}) {
-    if (stopping_.exchange(true)) return;
+    if (stopping_.exchange(true)) {
+      asio::post(control_, [this, deadline = std::chrono::steady_clock::now() + drain] {
+        if (stopped_ || deadline >= drain_timer_.expiry()) return;
+        drain_timer_.expires_at(deadline);  // the earlier wait ends with operation_aborted
+        drain_timer_.async_wait([this](std::error_code ec) {
+          if (!ec) cut_all();
+        });
+      });
+      return;
+    }
     // The drain timer is armed in the same handler that starts closing: posted separately, a one-thread
     // io_context could run out of work between the two, return from run(), and never start the drain.
     asio::post(control_, [this, drain, on_stopped = std::move(on_stopped)]() mutable {

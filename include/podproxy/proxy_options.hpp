@@ -35,6 +35,11 @@ struct ProxyOptions {
   /// Called once per finished connection, on that connection's poller (so possibly from several threads
   /// at once). Must not block.
   std::function<void(const ConnectionRecord&)> on_complete{};
+  /// Called once per connection whose upstream connected, on that connection's poller, before any byte
+  /// is relayed; the record has its downstream and upstream (its end and byte counts are not known yet).
+  /// For metrics that count a connection as opened while it lasts (Istio's tcp_connections_opened_total).
+  /// Must not block.
+  std::function<void(const ConnectionRecord&)> on_connected{};
   /// After a wake-up that handled events, pause this long and look again before blocking (one pause per
   /// wake-up, none when idle, none when a direction moved 16 KiB or more in one step, as bulk does): what
   /// arrives meanwhile is taken in the same batch, and the processes that sent it need not wake the

@@ -93,9 +93,15 @@ class WorkerGroup {
 
   /// Stops accepting on every listener, lets in-flight connections finish for up to `drain`, then resets
   /// the rest (Proxy::stop). `on_stopped` is called once, from the thread of the proxy that finished last,
-  /// when every connection is gone. Later calls do nothing.
+  /// when every connection is gone. A later call (from the first call's thread, or once it returned) may
+  /// only bring the deadline closer; its `on_stopped` is ignored (Proxy::stop).
   void stop(std::chrono::steady_clock::duration drain, std::function<void()> on_stopped = {}) {
-    if (stopping_.exchange(true)) return;
+    if (stopping_.exchange(true)) {
+      for (const auto& worker : workers_) {
+        for (const auto& proxy : worker->proxies) proxy->stop(drain, {});
+      }
+      return;
+    }
     on_stopped_ = std::move(on_stopped);
     std::size_t proxies = 0;
     for (const auto& worker : workers_) proxies += worker->proxies.size();

@@ -193,8 +193,9 @@ TEST_CASE("policy: OriginalSourcePolicy keeps the inner upstream and binds the c
 }
 
 TEST_CASE("policy: response flags read as Envoy's", "[record]") {
-  CHECK(response_flags(ConnectionEnd::upstream_connect_failed) == "UF");
-  CHECK(response_flags(ConnectionEnd::upstream_connect_timeout) == "UT");
+  CHECK(response_flags(ConnectionEnd::upstream_connect_failed) == "UF,URX");
+  CHECK(response_flags(ConnectionEnd::upstream_connect_timeout) == "UF,URX");  // as Envoy: to_string keeps the difference
+  CHECK(to_string(ConnectionEnd::upstream_connect_timeout) == "upstream_connect_timeout");
   CHECK(response_flags(ConnectionEnd::completed) == "-");
   CHECK(to_string(ConnectionEnd::loop_refused) == "loop_refused");
 }

@@ -117,7 +117,7 @@ TEST_CASE("proxy: under an iptables REDIRECT the proxy learns the address and po
   } else {
     CHECK(answer == "error: Connection reset by peer");
     CHECK(done[0].end == ConnectionEnd::upstream_connect_failed);
-    CHECK(response_flags(done[0].end) == "UF");
+    CHECK(response_flags(done[0].end) == "UF,URX");
   }
 }
 
@@ -270,6 +270,49 @@ TEST_CASE("proxy: stop() refuses new connections, lets in-flight ones finish, th
   CHECK(response_flags(ConnectionEnd::drained) == "DT");
   CHECK(proxy.stats().downstream_cx_drain_close == 1);
   CHECK(proxy.stats().downstream_cx_active == 0);
+}
+
+TEST_CASE("proxy: on_connected reports a connection while it is open, and a later stop() brings the drain "
+          "deadline closer",
+          "[proxy][drain]") {
+  Upstream upstream({asio::ip::address_v4::loopback(), 0}, [](tcp::socket& s) { read_to_end(s); });
+  Records records;
+  std::atomic<int> connected{0};
+  std::atomic<bool> connected_before_end{true};
+  RunningProxy<FixedPolicy, SpliceRelay> proxy(
+      FixedPolicy{{.endpoint = upstream.endpoint()}}, SpliceRelay{},
+      {.on_complete = records.callback(), .on_connected = [&](const ConnectionRecord& r) {
+         if (!r.upstream_connected || r.end != ConnectionEnd::completed || r.bytes_from_downstream != 0) {
+           connected_before_end = false;
+         }
+         ++connected;
+       }});
+  asio::io_context io;
+  auto hanging = connect_client(io, proxy.endpoint());
+  REQUIRE(eventually([&] { return connected.load() == 1; }));
+  CHECK(connected_before_end);
+  CHECK(records.wait(0, 0s).empty());  // open, not finished
+
+  // A drain without a deadline to speak of (Envoy's drain_listeners), then a quit with a short one.
+  std::atomic<bool> stopped{false};
+  std::thread stopper([&] { stopped = proxy.stop(1h); });
+  REQUIRE(eventually([&] {
+    asio::io_context probe_io;
+    tcp::socket probe(probe_io);
+    std::error_code ec;
+    probe.connect(proxy.endpoint(), ec);
+    return ec == asio::error::connection_refused;
+  }));
+  const auto quit = std::chrono::steady_clock::now();
+  proxy.proxy().stop(300ms);
+  const auto [text, ec] = read_to_end(hanging);
+  CHECK(ec == asio::error::connection_reset);
+  stopper.join();
+  CHECK(stopped);
+  CHECK(std::chrono::steady_clock::now() - quit < 20s);
+  const auto done = records.wait(1);
+  REQUIRE(done.size() >= 1);
+  CHECK(std::ranges::count_if(done, [](const auto& r) { return r.end == ConnectionEnd::drained && r.upstream_connected; }) == 1);
 }
 
 TEST_CASE("proxy: one io_context run by several threads serves connections on their own strands",

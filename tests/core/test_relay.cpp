@@ -217,7 +217,7 @@ TEMPLATE_TEST_CASE("relay: an upstream that refuses makes the client see a conne
   REQUIRE(done.size() == 1);
   CHECK(done[0].end == ConnectionEnd::upstream_connect_failed);
   CHECK(done[0].error == asio::error::connection_refused);
-  CHECK(response_flags(done[0].end) == "UF");
+  CHECK(response_flags(done[0].end) == "UF,URX");
   CHECK(proxy.stats().upstream_cx_connect_fail == 1);
   CHECK(proxy.stats().upstream_cx_connect_timeout == 0);
 }
@@ -240,7 +240,7 @@ TEMPLATE_TEST_CASE("relay: an upstream that never answers hits the connect timeo
   const auto done = records.wait(1);
   REQUIRE(done.size() == 1);
   CHECK(done[0].end == ConnectionEnd::upstream_connect_timeout);
-  CHECK(response_flags(done[0].end) == "UT");
+  CHECK(response_flags(done[0].end) == "UF,URX");
   CHECK(done[0].duration >= 300ms);
   CHECK(proxy.stats().upstream_cx_connect_timeout == 1);
   CHECK(proxy.stats().upstream_cx_connect_fail == 1);

@@ -78,6 +78,8 @@ try run --inbound-default-endpoint --inbound-default-endpoint "80=::1:80"
 try run --pod-ip --pod-ip 127.0.0.1
 try run --pod-ip --pod-ip 224.0.0.1
 try run --admin-port --inbound-port 15000
+try run --metrics-port --metrics-port 15000
+try run --pod-labels-file --pod-labels-file /nonexistent/labels
 try wait --url --url "https://127.0.0.1:15021/healthz/ready"
 try wait --url --url "http://localhost:15021/healthz/ready"
 try init --inbound-ports --inbound-ports "80,,81"

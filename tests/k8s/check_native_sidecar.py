@@ -1,9 +1,9 @@
 #!/usr/bin/env python3
 """The native sidecar manifests (k8s/native-sidecar/) are the postStart ones (k8s/) in Kubernetes 1.29's form.
 
-For every pod of both forms: the same name, namespace, labels, init container podproxy-init and application
+For every pod of both forms: the same name, namespace, labels and annotations, init container podproxy-init and application
 containers; in the native form the proxy is the second init container, with restartPolicy Always, a
-startupProbe on /healthz/ready at 15021, and the very args, image and securityContext of the postStart form's
+startupProbe on /healthz/ready at 15021, and the very args, env, image and securityContext of the postStart form's
 proxy container, which has the postStart hook running `podproxy-sidecar wait`. The Services are identical.
 Prints one line per pod; exits 1 on the first difference, naming it.
 """
@@ -61,7 +61,9 @@ def main(k8s):
             probe = sidecar.get("startupProbe", {}).get("httpGet", {})
             if probe.get("path") != "/healthz/ready" or probe.get("port") != 15021:
                 fail(f"{where}: the native proxy's startupProbe is {probe}, want GET /healthz/ready on 15021")
-            for field in ("image", "args", "securityContext", "readinessProbe"):
+            if c["metadata"] != n["metadata"]:
+                fail(f"{where}: the pod's metadata (labels, scrape annotations) differs between the forms")
+            for field in ("image", "args", "env", "securityContext", "readinessProbe"):
                 if sidecar.get(field) != proxy.get(field):
                     fail(f"{where}: the proxy's {field} differs between the forms")
             if "lifecycle" in sidecar:

@@ -21,6 +21,21 @@ grep -q 'runAsUser: 1337' "$K8S_DIR"/10-loopback.yaml || fail "the manifests no 
 wait_cmd=$(grep -h 'command: \["podproxy-sidecar", "wait"' "$K8S_DIR"/*.yaml | sort -u | sed 's/^ *command: //')
 [ -n "$wait_cmd" ] || fail "no postStart wait command found in $K8S_DIR"
 
+# The Prometheus scrape annotations every pod with a sidecar carries (Istio's injector adds the same): one set.
+mapfile -t scrape < <(python3 -c '
+import sys, yaml
+seen = set()
+for f in sys.argv[1:]:
+    for d in yaml.safe_load_all(open(f)):
+        spec = d["spec"] if d and d["kind"] == "Pod" else {}
+        if any(c["name"] == "podproxy" for c in spec.get("containers", []) + spec.get("initContainers", [])):
+            a = d["metadata"].get("annotations", {})
+            seen.add((a.get("prometheus.io/scrape"), a.get("prometheus.io/port"), a.get("prometheus.io/path")))
+for s in sorted(seen, key=str):
+    print(*s)' "$K8S_DIR"/*.yaml)
+expect_eq "the pods' prometheus.io annotations" "${scrape[*]}" "true 15020 /stats/prometheus"
+read -r _ SCRAPE_PORT SCRAPE_PATH <<<"${scrape[0]}"
+
 # expand JSON_ARRAY: the arguments, one a line, with $(POD_IP) expanded.
 expand() { jq -r '.[]' <<<"$1" | sed "s/\$(POD_IP)/$POD_IP/g"; }
 
@@ -87,6 +102,11 @@ for init_json in "${init_lists[@]}"; do
     ip netns exec "$POD" "$SIDECAR" "${wait_args[@]}" >/dev/null 2>&1 || fail "$LABEL: the postStart wait failed: $(cat "$WORK/run.err")"
     expect_eq "$LABEL: /healthz/ready over IPv6 (the pod IP)" "$(http_status "$CLIENT" "http://[$POD_IP6]:15021/healthz/ready")" 200
     grep -q "cannot read the IPv6 capture rules" "$WORK/run.err" || fail "$LABEL: does not say it could not check the rules"
+    # What Prometheus scrapes, from another pod, where the annotations say.
+    ip netns exec "$CLIENT" curl -s -m 5 "http://$POD_IP:$SCRAPE_PORT$SCRAPE_PATH" >"$WORK/scrape.txt" || true
+    grep -qx "# TYPE istio_tcp_connections_opened_total counter" "$WORK/scrape.txt" \
+      || fail "$LABEL: no Istio metrics at :$SCRAPE_PORT$SCRAPE_PATH: $(head -c 300 "$WORK/scrape.txt")"
+    pass "$LABEL: Istio's metrics at the annotations' :$SCRAPE_PORT$SCRAPE_PATH"
     check "$LABEL, IPv4" "$POD_IP" 8082 pong
     check "$LABEL, IPv6" "$POD_IP6" 8082 pong
     if grep -q -- "--inbound-policy loopback" <<<"$LABEL"; then

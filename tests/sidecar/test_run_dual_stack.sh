@@ -55,9 +55,9 @@ stop_sidecar || fail "$LABEL: exit status $?"
 # The access log: both families alike, IPv4 as IPv4 (never v4-mapped), IPv6 in brackets.
 for line in \
   "inbound $CLIENT_IP:[0-9]* -> $POD_IP:8081 upstream=$POD_IP:8081 src=127.0.0.6:[0-9]* rx=5 tx=5 .* end=completed" \
-  "inbound $CLIENT_IP:[0-9]* -> $POD_IP:8080 upstream=$POD_IP:8080 src=- rx=0 tx=0 .* flags=UF end=upstream_connect_failed" \
+  "inbound $CLIENT_IP:[0-9]* -> $POD_IP:8080 upstream=$POD_IP:8080 src=- rx=0 tx=0 .* flags=UF,URX end=upstream_connect_failed" \
   "inbound \[$CLIENT_IP6\]:[0-9]* -> \[$POD_IP6\]:8091 upstream=\[$POD_IP6\]:8091 src=\[::6\]:[0-9]* rx=5 tx=5 .* end=completed" \
-  "inbound \[$CLIENT_IP6\]:[0-9]* -> \[$POD_IP6\]:8090 upstream=\[$POD_IP6\]:8090 src=- rx=0 tx=0 .* flags=UF end=upstream_connect_failed" \
+  "inbound \[$CLIENT_IP6\]:[0-9]* -> \[$POD_IP6\]:8090 upstream=\[$POD_IP6\]:8090 src=- rx=0 tx=0 .* flags=UF,URX end=upstream_connect_failed" \
   "outbound $POD_IP:[0-9]* -> $CLIENT_IP:9000 upstream=$CLIENT_IP:9000 src=$POD_IP:[0-9]* rx=5 tx=5 .* end=completed" \
   "outbound \[$POD_IP6\]:[0-9]* -> \[$CLIENT_IP6\]:9001 upstream=\[$CLIENT_IP6\]:9001 src=\[$POD_IP6\]:[0-9]* rx=5 tx=5 .* end=completed"; do
   grep -q -- "$line" "$WORK/podip.log" || fail "$LABEL: no access-log line like: $line"

@@ -33,7 +33,7 @@ TEST_CASE("access log: a completed connection has every field, in order", "[side
         "src=127.0.0.6:40000 rx=5 tx=7 dur_ms=3 flags=- end=completed error=-");
 }
 
-TEST_CASE("access log: a refused upstream says UF and why, IPv6 and v4-mapped addresses print plainly",
+TEST_CASE("access log: a refused upstream says UF,URX and why, IPv6 and v4-mapped addresses print plainly",
           "[sidecar][access-log]") {
   podproxy::ConnectionRecord record;
   record.downstream = {ep("::ffff:10.0.0.9", 1), ep("::", 15006), ep("fd00::5", 8080)};
@@ -42,7 +42,7 @@ TEST_CASE("access log: a refused upstream says UF and why, IPv6 and v4-mapped ad
   record.error = std::make_error_code(std::errc::connection_refused);
   const auto line = sidecar::access_log_line("inbound", record);
   CHECK_THAT(line, Catch::Contains(" inbound 10.0.0.9:1 -> [fd00::5]:8080 upstream=[fd00::5]:8080 src=- rx=0 tx=0 "));
-  CHECK_THAT(line, Catch::EndsWith("flags=UF end=upstream_connect_failed error=\"Connection refused\""));
+  CHECK_THAT(line, Catch::EndsWith("flags=UF,URX end=upstream_connect_failed error=\"Connection refused\""));
 
   record.upstream.reset();
   record.end = podproxy::ConnectionEnd::loop_refused;

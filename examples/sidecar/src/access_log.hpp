@@ -11,7 +11,8 @@
 //   src=          the upstream socket's local address once connected ("-" when it never connected)
 //   rx= tx=       bytes read from the client / written to the client
 //   dur_ms=       how long the connection lived
-//   flags=        Envoy-style response flags: - UF UT NR UR DR SI DT (podproxy::response_flags)
+//   flags=        response flags as Envoy's tcp_proxy writes them: - UF,URX NR UR DR SI DT OM
+//                 (podproxy::response_flags; a refused upstream and a connect timeout are both UF,URX)
 //   end=          how it ended (podproxy::to_string(ConnectionEnd))
 //   error=        the upstream connect error, quoted, or "-"
 #pragma once

@@ -106,8 +106,10 @@ asio::awaitable<void> serve(std::shared_ptr<detail::ServerState> state, std::lis
     if (const int* status = std::get_if<int>(&parsed)) {
       response = {*status, std::string(reason_phrase(*status)) + "\n"};
     } else {
-      const auto& request = std::get<Request>(parsed);
-      if (request.method != "GET" && request.method != "HEAD") {
+      auto& request = std::get<Request>(parsed);
+      std::error_code peer_error;
+      request.peer = socket.remote_endpoint(peer_error);
+      if (!options.any_method && request.method != "GET" && request.method != "HEAD") {
         response = {405, "only GET and HEAD\n"};
       } else {
         head_only = request.method == "HEAD";

@@ -39,12 +39,14 @@ struct Request {
   std::string method;  ///< as sent ("GET")
   std::string path;    ///< the target without its query ("/stats")
   std::string query;   ///< after '?', may be empty
+  asio::ip::tcp::endpoint peer{};  ///< who sent it (set by the Server)
 };
 
 struct Response {
   int status = 200;
   std::string body;
   std::string content_type = "text/plain; charset=utf-8";
+  std::string allow = "GET, HEAD";  ///< the Allow header of a 405
 };
 
 // parse_request(head): the request, or the status to answer with: 400 for a malformed request line, 505
@@ -84,6 +86,7 @@ inline std::string_view reason_phrase(int status) noexcept {
   switch (status) {
     case 200: return "OK";
     case 400: return "Bad Request";
+    case 403: return "Forbidden";
     case 404: return "Not Found";
     case 405: return "Method Not Allowed";
     case 408: return "Request Timeout";
@@ -98,15 +101,16 @@ inline std::string_view reason_phrase(int status) noexcept {
 inline std::string serialize(const Response& response, bool head_only) {
   std::string out = fmt::format("HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n", response.status,
                                 reason_phrase(response.status), response.content_type, response.body.size());
-  if (response.status == 405) out += "Allow: GET, HEAD\r\n";
+  if (response.status == 405) out += "Allow: " + response.allow + "\r\n";
   out += "Connection: close\r\n\r\n";
   if (!head_only) out += response.body;
   return out;
 }
 
 
-/// Answers GET and HEAD with the handler's response, anything else with 405 (Allow: GET, HEAD). The
-/// handler runs on the server's strand; it must not block.
+/// Answers GET and HEAD with the handler's response, anything else with 405 (Allow: GET, HEAD) unless
+/// ServerOptions::any_method hands every method to the handler. The handler runs on the server's strand;
+/// it must not block.
 using Handler = std::function<Response(const Request&)>;
 
 /// How a Server bounds what clients can make it hold. A health probe sends its whole request head in one
@@ -122,6 +126,10 @@ struct ServerOptions {
   std::chrono::milliseconds write_timeout = std::chrono::seconds(2);  ///< for the answer
   std::chrono::milliseconds linger = std::chrono::seconds(1);  ///< after the answer, for the client to close
   int backlog = asio::socket_base::max_listen_connections;     ///< the kernel caps it at net.core.somaxconn
+  /// Hand every method to the handler, which then answers 405 itself where a method does not fit (an
+  /// admin endpoint taking POST). A request body is not read: what the client sends after the head is
+  /// drained after the answer.
+  bool any_method = false;
 };
 
 namespace detail {

@@ -1,6 +1,7 @@
 // `run`: the sidecar proper. An inbound listener (15006) and an outbound listener (15001) built from the
-// library, the admin endpoint (127.0.0.1:15000: /stats, /ready), the health endpoint (15021:
-// /healthz/ready), one access-log line per connection on stdout, and a drain on SIGTERM.
+// library, the admin endpoint (127.0.0.1:15000: /stats, /ready, POST /quitquitquit and /drain_listeners),
+// the health endpoint (15021: /healthz/ready), the merged-metrics endpoint (15020: /stats/prometheus, with
+// Istio's TCP metrics), one access-log line per connection on stdout, and a drain on SIGTERM.
 //
 // One connection's path, a header per step: the acceptor (podproxy/acceptor.hpp) takes it with its
 // original destination (destination/redirected_or_local.hpp, or local_address.hpp under TPROXY); the proxy
@@ -10,7 +11,7 @@
 //
 // Threads: a podproxy::WorkerGroup of --threads workers, each an io_context with an inbound and an outbound
 // Proxy of its own on SO_REUSEPORT listeners (the group's comment says why). The admin and health servers
-// (admin_endpoints.hpp) and the signals (shutdown.hpp) run on the first worker.
+// (admin_endpoints.hpp), the drain (drain_control.hpp) and the signals (shutdown.hpp) run on the first worker.
 #include "access_log.hpp"
 #include "admin_endpoints.hpp"
 #include "cli_util.hpp"
@@ -50,15 +51,27 @@ struct Listeners {
   }
 };
 
+/// What a listener reports to: the access log and Istio's TCP metrics.
+struct Reporting {
+  const AccessLog& access_log;
+  IstioTcpMetrics& istio;
+};
+
 /// A listener's proxy options: the timeouts, the mark on its upstream sockets, the loop guard's list of
-/// every other endpoint of this sidecar, and its access-log callback.
+/// every other endpoint of this sidecar, and its access-log line and metrics.
 podproxy::ProxyOptions proxy_options(const Settings& s, std::uint16_t port, std::optional<std::uint32_t> mark,
-                                     const AccessLog& access_log, std::string_view name) {
+                                     Reporting reporting, std::string_view name) {
+  const auto which = name == "inbound" ? IstioTcpMetrics::inbound : IstioTcpMetrics::outbound;
   return {.connect_timeout = s.connect_timeout,
           .idle_timeout = s.idle_timeout,
           .upstream_mark = mark,
           .own_endpoints = own_endpoints(s, port),
-          .on_complete = access_log.for_listener(name),
+          .on_complete = [log = reporting.access_log.for_listener(name), &istio = reporting.istio,
+                          which](const podproxy::ConnectionRecord& record) {
+            istio.completed(which, record);
+            if (log) log(record);
+          },
+          .on_connected = [&istio = reporting.istio, which](const podproxy::ConnectionRecord&) { istio.connected(which); },
           .batch_pause = s.batch_pause};
 }
 
@@ -94,9 +107,10 @@ std::string startup_line(const Settings& s, const Listeners& listeners, const Ad
                              s.tproxy ? ", tproxy" : "");
     }
   }
-  return fmt::format("{}: {}, admin {}, health {}; relay {}, {} thread(s), pod IPs {}{}",
+  return fmt::format("{}: {}, admin {}, health {}, metrics {}; relay {}, {} thread(s), pod IPs {}{}",
                      s.not_ready.empty() ? "ready" : "listening", serving, endpoint_text(endpoints.admin_endpoint()),
-                     endpoint_text(endpoints.health_endpoint()), s.buffered_relay ? "buffered" : "splice", s.threads,
+                     endpoint_text(endpoints.health_endpoint()), endpoint_text(endpoints.metrics_endpoint()),
+                     s.buffered_relay ? "buffered" : "splice", s.threads,
                      join(s.pod_ips), s.pod_ips_detected ? " (detected)" : "");
 }
 
@@ -106,9 +120,16 @@ template <class Source, class InboundPolicy, class Relay>
 int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const podproxy::PipePool* pool) {
   auto& log = *spdlog::default_logger();
   const AccessLog access_log(s.access_log);
+  IstioTcpMetrics istio(s.pod);
+  const Reporting reporting{access_log, istio};
   podproxy::WorkerGroup workers(s.threads);
   Listeners listeners;
   std::optional<AdminEndpoints> endpoints;
+  // SIGTERM, POST /quitquitquit and POST /drain_listeners: one drain, which ends by closing the endpoints.
+  DrainControl control(workers, s.drain_timeout, [&] {
+    endpoints->close();
+    workers.halt();
+  }, log);
 
   // Bind everything first (as root, if we are), so that a port in use or a missing privilege fails here,
   // before any listener is announced ready. Each of the --threads workers gets a proxy per listener.
@@ -118,17 +139,19 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
                                        .v6_only = s.v6_only},
                                       std::move(inbound_policy), relay,
                                       proxy_options(s, s.inbound_port, s.tproxy ? std::optional(s.tproxy_mark) : s.mark,
-                                                    access_log, "inbound")));
+                                                    reporting, "inbound")));
     listeners.add("outbound",
                   workers.add({.endpoint = {s.listen_address, s.outbound_port}, .v6_only = s.v6_only},
                               podproxy::PodIpPolicy::without_source_bind(), relay,
-                              proxy_options(s, s.outbound_port, s.mark, access_log, "outbound")));
+                              proxy_options(s, s.outbound_port, s.mark, reporting, "outbound")));
     endpoints.emplace(workers.context(0).get_executor(),
                       AdminEndpoints::Options{.admin = {asio::ip::address_v4::loopback(), s.admin_port},
                                               .health = {s.listen_address, s.health_port},
+                                              .metrics = {s.listen_address, s.metrics_port},
                                               .stats = listeners.stats(),
                                               .pool = pool,
-                                              .not_ready = s.not_ready});
+                                              .not_ready = s.not_ready},
+                      control, istio);
   } catch (const std::system_error& e) {
     log.error("{}", e.what());
     if (e.code() == std::errc::operation_not_permitted) log.error("--mode tproxy needs CAP_NET_ADMIN (IP_TRANSPARENT)");
@@ -136,7 +159,7 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   }
   if (const int status = become_proxy_user(s, log); status != 0) return status;
 
-  Shutdown shutdown(workers, *endpoints, s.drain_timeout, log);
+  Shutdown shutdown(workers.context(0), control, log);
   shutdown.start();
   workers.start();
   endpoints->start();
@@ -199,8 +222,9 @@ void add_run_command(CLI::App& app) {
   run_cmd->footer(
       "Access log: one line per connection on stdout,\n"
       "  [TIME] LISTENER PEER -> ORIGINAL_DST upstream=HOST:PORT src=HOST:PORT rx=N tx=N dur_ms=N flags=F end=E error=\"...\"|-\n"
-      "  (rx: bytes from the client, tx: bytes to it; flags: - UF UT NR UR DR SI DT). Logs go to stderr.\n"
-      "Exit status: 0 after a drain (SIGTERM/SIGINT), 1 when a listener cannot be opened, 2 for a bad flag or\n"
+      "  (rx: bytes from the client, tx: bytes to it; flags as Envoy's: - UF,URX NR UR DR SI DT OM; end= says refused vs timed out). Logs go to stderr.\n"
+      "Metrics: Istio's istio_tcp_* from POD_NAMESPACE, ISTIO_META_WORKLOAD_NAME, ISTIO_META_CLUSTER_ID and the pod's labels.\n"
+      "Exit status: 0 after a drain (SIGTERM/SIGINT, POST /quitquitquit), 1 when a listener cannot be opened, 2 for a bad flag or\n"
       "a privilege that cannot be had.");
   add_run_flags(*run_cmd, *flags);
   run_cmd->callback([flags] {

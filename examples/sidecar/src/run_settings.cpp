@@ -106,10 +106,12 @@ Settings resolve(const RunFlags& f) {
   s.outbound_port = parse_port("--outbound-port", f.outbound_port);
   s.admin_port = parse_port("--admin-port", f.admin_port);
   s.health_port = parse_port("--health-port", f.health_port);
+  s.metrics_port = parse_port("--metrics-port", f.metrics_port);
   const std::vector<std::pair<const char*, std::uint16_t>> named{{"--inbound-port", s.inbound_port},
                                                                   {"--outbound-port", s.outbound_port},
                                                                   {"--admin-port", s.admin_port},
-                                                                  {"--health-port", s.health_port}};
+                                                                  {"--health-port", s.health_port},
+                                                                  {"--metrics-port", s.metrics_port}};
   for (std::size_t i = 0; i < named.size(); ++i) {
     for (std::size_t j = i + 1; j < named.size(); ++j) {
       if (named[i].second == named[j].second) {
@@ -134,12 +136,13 @@ Settings resolve(const RunFlags& f) {
     throw CLI::ValidationError("--mark", std::to_string(*s.mark) + " is the --tproxy-mark; give the proxy another mark");
   }
   s.access_log = !f.no_access_log;
+  s.pod = pod_identity_of_process(f.pod_labels_file);
   return s;
 }
 
 std::vector<asio::ip::tcp::endpoint> own_endpoints(const Settings& s, std::uint16_t except) {
   std::vector<asio::ip::tcp::endpoint> out;
-  for (const std::uint16_t port : {s.inbound_port, s.outbound_port, s.health_port}) {
+  for (const std::uint16_t port : {s.inbound_port, s.outbound_port, s.health_port, s.metrics_port}) {
     if (port == except) continue;
     out.emplace_back(s.listen_address, port);
     for (const auto& ip : s.pod_ips) out.emplace_back(ip, port);
@@ -190,8 +193,18 @@ void add_run_flags(CLI::App& cmd, RunFlags& flags) {
       ->type_name("IP");
   cmd.add_option("--inbound-port", flags.inbound_port, "inbound listener port")->type_name("PORT")->capture_default_str();
   cmd.add_option("--outbound-port", flags.outbound_port, "outbound listener port")->type_name("PORT")->capture_default_str();
-  cmd.add_option("--admin-port", flags.admin_port, "admin port on 127.0.0.1 (GET /stats, /ready)")->type_name("PORT")->capture_default_str();
+  cmd.add_option("--admin-port", flags.admin_port,
+                 "admin port on 127.0.0.1 (GET /stats, /ready; POST /quitquitquit: drain, then exit 0; POST "
+                 "/drain_listeners: stop accepting, keep connections, readiness 503)")->type_name("PORT")->capture_default_str();
   cmd.add_option("--health-port", flags.health_port, "health port (GET /healthz/ready)")->type_name("PORT")->capture_default_str();
+  cmd.add_option("--metrics-port", flags.metrics_port,
+                 "merged-metrics port, Istio's (GET /stats/prometheus: Istio's TCP metrics and the counters of /stats; "
+                 "POST /quitquitquit from the pod itself)")
+      ->type_name("PORT")->capture_default_str();
+  cmd.add_option("--pod-labels-file", flags.pod_labels_file,
+                 "the pod's labels as the downward API writes them (Istio's injector mounts them at "
+                 "/etc/istio/pod/labels, read when present): app, version and canonical service labels of the metrics")
+      ->type_name("PATH");
   cmd.add_option("--connect-timeout", flags.connect_timeout, "upstream connect timeout (ms, s, m, h)")->type_name("DURATION")->capture_default_str();
   cmd.add_option("--idle-timeout", flags.idle_timeout, "close a connection idle this long; 0 disables")->type_name("DURATION")->capture_default_str();
   cmd.add_option("--drain-timeout", flags.drain_timeout, "on SIGTERM, how long in-flight connections may finish")->type_name("DURATION")->capture_default_str();

@@ -5,6 +5,7 @@
 #include <cstddef>  // before any Asio header: see http.hpp
 
 #include "ip_families.hpp"
+#include "istio_metrics.hpp"
 
 #include <podproxy/proxy_options.hpp>
 #include <podproxy/upstream_target.hpp>
@@ -35,6 +36,8 @@ struct RunFlags {
   std::string outbound_port = "15001";
   std::string admin_port = "15000";
   std::string health_port = "15021";
+  std::string metrics_port = "15020";
+  std::optional<std::string> pod_labels_file;  // unset: Istio's /etc/istio/pod/labels when it exists
   std::string connect_timeout = "10s";
   std::string idle_timeout = "1h";
   std::string drain_timeout = "5s";
@@ -62,7 +65,9 @@ struct Settings {
   families::Set served;
   /// Why /healthz/ready must not say 200 (a captured family that no listener serves), or "".
   std::string not_ready;
-  std::uint16_t inbound_port = 0, outbound_port = 0, admin_port = 0, health_port = 0;
+  std::uint16_t inbound_port = 0, outbound_port = 0, admin_port = 0, health_port = 0, metrics_port = 0;
+  /// The labels of Istio's TCP metrics that describe this pod.
+  PodIdentity pod;
   std::chrono::milliseconds connect_timeout{}, idle_timeout{}, drain_timeout{};
   unsigned threads = 1;
   std::chrono::microseconds batch_pause{};

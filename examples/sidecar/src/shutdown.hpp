@@ -1,44 +1,51 @@
-// How `run` ends: a drain on SIGTERM/SIGINT, cut short by a second signal.
+// How `run` ends on a signal: a drain on SIGTERM/SIGINT, cut short by a second signal.
 #pragma once
 
 #include <cstddef>  // before any Asio header: see http.hpp
 
-#include "admin_endpoints.hpp"
+#include "drain_control.hpp"
 
-#include <podproxy/worker_group.hpp>
-
+#include <asio/io_context.hpp>
 #include <asio/signal_set.hpp>
+#include <fmt/format.h>
 #include <spdlog/logger.h>
 
-#include <chrono>
-#include <string_view>
+#include <csignal>
 
 namespace sidecar {
 
-/// On SIGTERM or SIGINT (or drain()): readiness says DRAINING, the listeners stop accepting, and open
-/// connections have the drain timeout to finish; when the last one is done the endpoints close and the
-/// workers stop, so WorkerGroup::run returns with exit_status() 0. A second signal stops everything at
-/// once, exit_status() 1. Lives on the first worker's io_context, like the endpoints.
+/// The first SIGTERM or SIGINT asks the drain control to quit (drain, then exit 0, as POST /quitquitquit
+/// does); a second one stops everything at once, exit_status() 1. Lives on the first worker's io_context,
+/// like the drain control and the endpoints.
 class Shutdown {
  public:
-  Shutdown(podproxy::WorkerGroup& workers, AdminEndpoints& endpoints, std::chrono::milliseconds drain_timeout,
-           spdlog::logger& log);
+  Shutdown(asio::io_context& io, DrainControl& control, spdlog::logger& log)
+      : control_(control), log_(log), signals_(io, SIGTERM, SIGINT) {}
 
   /// Starts waiting for the signals.
-  void start();
-  /// Begins the drain, `why` naming the cause in the log; false when one has already begun. Call on the
-  /// first worker's io_context.
-  bool drain(std::string_view why);
+  void start() {
+    signals_.async_wait([this](std::error_code ec, int number) { on_signal(ec, number); });
+  }
   [[nodiscard]] int exit_status() const { return exit_status_; }
 
  private:
-  void on_signal(std::error_code ec, int number);
+  void on_signal(std::error_code ec, int number) {
+    if (ec) return;
+    if (signalled_) {
+      log_.warn("signal {} again: exiting without waiting for the open connections", number);
+      exit_status_ = 1;
+      control_.halt();
+      return;
+    }
+    signalled_ = true;
+    control_.quit(fmt::format("signal {}", number));
+    start();
+  }
 
-  podproxy::WorkerGroup& workers_;
-  AdminEndpoints& endpoints_;
-  std::chrono::milliseconds drain_timeout_;
+  DrainControl& control_;
   spdlog::logger& log_;
   asio::signal_set signals_;
+  bool signalled_ = false;
   int exit_status_ = 0;
 };
 

@@ -387,6 +387,14 @@ class Session final : public RegistryHook, public PollTarget {
         record_.upstream_local = local;
       }
     }
+    record_.upstream_connected = true;
+    if (context_.options.on_connected) {
+      try {
+        context_.options.on_connected(record_);
+      } catch (...) {
+        // Metrics that throw must not take the connection down.
+      }
+    }
     // Both sockets are non-blocking (accept4 and socket were asked so): pumps call splice(2) and recv(2)
     // themselves, and SPLICE_F_NONBLOCK does not cover the socket side.
     const int one = 1;
