@@ -44,7 +44,7 @@ struct ProxyOptions {
   /// wake-up, none when idle, none when a direction moved 16 KiB or more in one step, as bulk does): what
   /// arrives meanwhile is taken in the same batch, and the processes that sent it need not wake the
   /// proxy's thread. It costs a connection at most this much latency and buys fewer cross-CPU wake-ups
-  /// under load (bench/README.md, "Batch pause"). Zero disables; at most 1 ms.
+  /// under load (docs/design.md, "Benchmarks: experiments and decisions"). Zero disables; at most 1 ms.
   std::chrono::microseconds batch_pause{15};
   static constexpr std::chrono::microseconds max_batch_pause = detail::EventPoller::max_pause;
   /// Counters to update; shared by several proxies when they serve one port from several threads. Null:

@@ -3,9 +3,10 @@
 # ratios with their range, a podproxy/peer ratio is taken inside each round before the median, a failed
 # measurement is left out and listed, and the goals table counts the rounds that met each goal, also for the
 # head-to-head runs (podproxy's two runs over HAProxy's two, per round); the 2-thread goal says whether one
-# thread bounded the 4-stream runs (its CPU, iperf3's, the machine's CPU count). Then
-# bench/compare and bench/cpu_split refuse bad settings with exit status 2 before they install, build or
-# start anything.
+# thread bounded the 4-stream runs (its CPU, iperf3's, the machine's CPU count). A relay mode and a goal
+# added to the setup (bench/compare_setup.json) appear in the report with no code changed. Then
+# bench/compare and bench/cpu_split refuse bad settings (a bad setup file too) with exit status 2 before
+# they install, build or start anything.
 set -uo pipefail
 bench=$1
 tmp=$(mktemp -d /tmp/podproxy-compare-test.XXXXXX)
@@ -135,8 +136,46 @@ python3 "$bench/compare_tools.py" report "$tmp/noseconds.jsonl" "$tmp/out" >/dev
 check "older results: busy from bytes over rate, nothing on iperf3 or the CPU count" has "$md" \
   "was busy 0.60 (0.50-0.95) of one CPU. One thread was not the bottleneck"
 
+# The setup is data: a relay mode and a goal added to a copy of compare_setup.json show up in the report with
+# no code changed; the added goal, which the results miss, is reported as missed.
+python3 - "$bench/compare_setup.json" "$tmp/setup.json" "$tmp/results.jsonl" "$tmp/mode.jsonl" <<'PY'
+import json, sys
+setup = json.load(open(sys.argv[1]))
+setup["proxies"].insert(1, {"name": "podproxy-newmode", "podproxy": True,
+                            "command": ["{tcp_proxy}", "--relay", "newmode", "--listen", "127.0.0.1:{port}"]})
+setup["goals"]["per_round"].append({"title": "keep-alive request rate >= 1.5x HAProxy", "metric": "ka_rate",
+                                    "op": ">=", "bound": 1.5})
+json.dump(setup, open(sys.argv[2], "w"))
+with open(sys.argv[3]) as f, open(sys.argv[4], "w") as out:
+    for line in f:
+        out.write(line)
+        r = json.loads(line)
+        if r["proxy"] == "podproxy-splice" and "direct" in r:  # the new mode measures like podproxy-splice
+            out.write(json.dumps(dict(r, proxy="podproxy-newmode")) + "\n")
+PY
+echo "nproc: 2" >"$tmp/out/machine.txt"
+python3 "$bench/compare_tools.py" report --setup "$tmp/setup.json" "$tmp/mode.jsonl" "$tmp/out" >/dev/null 2>&1
+check "added mode: report exits 0" test $? -eq 0
+check "added mode: its row, in the setup's order" bash -c \
+  "grep -A1 '^| podproxy-splice | 0.80' '$md' | grep -q '^| podproxy-newmode | 0.80 (0.70-0.90) |'"
+check "added mode: against each peer" has "$md" "| podproxy-newmode | haproxy | 1.40 (1.00-1.50) |"
+check "added goal: missed, and said so" has "$md" "| keep-alive request rate >= 1.5x HAProxy | 1.40 (1.00-1.50) | no | 1 of 3 |"
+check "the default setup has no such mode" bash -c \
+  "python3 '$bench/compare_tools.py' report '$tmp/mode.jsonl' '$tmp/out' >/dev/null 2>&1; ! grep -q newmode '$md'"
+check "added mode: its command with the port filled in" bash -c \
+  "python3 '$bench/compare_tools.py' command podproxy-newmode --setup '$tmp/setup.json' --port 21001 --upstream 21000 \
+   --tmp /t --tcp-proxy /b/podproxy-tcp --bench-proxy /b/bp | tr '\n' ' ' | grep -qx '/b/podproxy-tcp --relay newmode --listen 127.0.0.1:21001 '"
+check "the setup's proxies in order" bash -c \
+  "python3 '$bench/compare_tools.py' proxies --setup '$tmp/setup.json' | head -2 | tr '\n' ' ' | grep -qx 'podproxy-splice podproxy-newmode '"
+python3 -c "import json,sys; s=json.load(open(sys.argv[1])); s['goals']['per_round'][0]['op']='=>'; json.dump(s, open(sys.argv[2],'w'))" \
+  "$bench/compare_setup.json" "$tmp/badop.json"
+python3 "$bench/compare_tools.py" report --setup "$tmp/badop.json" "$tmp/results.jsonl" "$tmp/out" >/dev/null 2>"$tmp/badop.err"
+check "a goal with an unknown comparison refused with exit 2" test $? -eq 2
+check "the goal and its comparison named" has "$tmp/badop.err" "has op '=>'"
+
 # Bad settings: exit 2, the message names the setting, nothing started.
-for setting in COMPARE_ROUNDS=0 COMPARE_SECONDS=abc COMPARE_IDLE=-5; do
+for setting in COMPARE_ROUNDS=0 COMPARE_SECONDS=abc COMPARE_IDLE=-5 COMPARE_SETUP=/nonexistent.json \
+               COMPARE_SETUP=$tmp/badop.json; do
   env "$setting" bash "$bench/compare" >"$tmp/bad.out" 2>"$tmp/bad.err"
   status=$?
   check "$setting refused with exit 2" test "$status" -eq 2

@@ -14,9 +14,8 @@ namespace podproxy::concepts {
 /// connected, non-blocking stream sockets that the proxy owns: a pump never closes, shuts down or waits
 /// on them. It moves what it can without blocking and returns a PumpStep:
 /// - `want_read` only when the source said EAGAIN and the pump holds no byte: readiness is edge-triggered,
-///   so a pump that stops after a short read may wait for an edge that never comes (seen on Linux 6.18:
-///   bytes still queued after a short read, and no event for them), and an idle direction holds nothing
-///   pooled;
+///   so a pump that stops after a short read may wait for an edge that never comes (bytes can still be
+///   queued after a short read, with no event for them), and an idle direction holds nothing pooled;
 /// - `want_write` when it holds bytes the sink would not take (memory stays bounded by what it holds);
 /// - `yield` after its budget, so one busy connection cannot starve the others on its thread;
 /// - `fin`, `source_failed`, `sink_failed` end the direction: the proxy half-closes or resets.

@@ -46,11 +46,11 @@ class PollTarget {
 /// After a wake-up that handled events and found the set empty, the poller can pause (a timerfd, so no
 /// timer slack stretches it) and look once more before it lets the io_context block. While the thread
 /// is not waiting in epoll, a peer that sends to one of its sockets only queues an event; it does not
-/// have to wake the thread (try_to_wake_up, an IPI to an idle CPU), which costs the sending process
-/// several microseconds each time. One pause per wake-up at most, none when a wake-up found nothing,
-/// so an idle proxy still just blocks, and none while a target's continuation is queued (`post`). A
-/// target that moved a bulk transfer calls `no_pause()`: the reader it feeds would run dry during the
-/// pause (one iperf3 stream: 0.67 of direct with the pause, 0.76 without).
+/// have to wake the thread (try_to_wake_up, an IPI to an idle CPU), which the sending process pays for
+/// each time. One pause per wake-up at most, none when a wake-up found nothing, so an idle proxy still
+/// just blocks, and none while a target's continuation is queued (`post`). A target that moved a bulk
+/// transfer calls `no_pause()`: the reader it feeds would run dry during the pause. The measurements
+/// behind this are in docs/design.md ("Benchmarks: experiments and decisions").
 ///
 /// Events name a slot and its generation, never a pointer: a target detaches its slot before it is
 /// destroyed, and an event still queued for it (the same batch, or a descriptor kept alive by a fork) is

@@ -82,9 +82,9 @@ class CopyPump {
 
   /// Moves bytes until the source would block (or ended, or failed), the sink would block, or the budget
   /// is spent. `want_read` means recv(2) said EAGAIN, never merely that a read came back short: the
-  /// proxy's readiness is edge-triggered, and a short read does not prove the source drained (on Linux
-  /// 6.18 bytes sat in the receive queue after a short read with no event for them, and the transfer
-  /// stalled for good; tests/core/test_proxy.cpp reproduces it).
+  /// proxy's readiness is edge-triggered, and a short read does not prove the source drained (bytes can
+  /// sit in the receive queue after a short read with no event for them, and the transfer then stalls
+  /// for good; tests/core/test_proxy.cpp reproduces it).
   PumpStep transfer(int source, int sink, TransferHint hint = {}) {
     bool filled = false;
     return run(source, sink, /*probe=*/false, filled, hint);
