@@ -32,6 +32,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <tuple>
 #include <vector>
 
 namespace sidecar {
@@ -62,6 +63,8 @@ struct RunFlags {
   std::string tproxy_mark = "1337";
   std::string log_level = "info";
   bool no_access_log = false;
+  std::string inbound_pp_send = "off", inbound_pp_accept = "off", outbound_pp_send = "off", outbound_pp_accept = "off";
+  std::string proxy_protocol_timeout = "5s";
 };
 
 struct Settings {
@@ -86,6 +89,9 @@ struct Settings {
   std::optional<std::uint32_t> mark;
   std::uint32_t tproxy_mark = 0;
   bool access_log = true;
+  std::optional<podproxy::ProxyProtocolVersion> inbound_pp_send, outbound_pp_send;
+  podproxy::ProxyProtocolAccept inbound_pp_accept{}, outbound_pp_accept{};
+  std::chrono::milliseconds proxy_protocol_timeout{};
 };
 
 /// The listen address and the families it serves, from --listen-address and --ip-families. Without
@@ -208,6 +214,12 @@ Settings resolve(const RunFlags& f) {
     throw CLI::ValidationError("--mark", std::to_string(*s.mark) + " is the --tproxy-mark; give the proxy another mark");
   }
   s.access_log = !f.no_access_log;
+  s.inbound_pp_send = parse_proxy_protocol_send("--inbound-proxy-protocol-send", f.inbound_pp_send);
+  s.outbound_pp_send = parse_proxy_protocol_send("--outbound-proxy-protocol-send", f.outbound_pp_send);
+  s.inbound_pp_accept = parse_proxy_protocol_accept("--inbound-proxy-protocol-accept", f.inbound_pp_accept);
+  s.outbound_pp_accept = parse_proxy_protocol_accept("--outbound-proxy-protocol-accept", f.outbound_pp_accept);
+  s.proxy_protocol_timeout = parse_duration("--proxy-protocol-timeout", f.proxy_protocol_timeout);
+  if (s.proxy_protocol_timeout.count() == 0) throw CLI::ValidationError("--proxy-protocol-timeout", "must be more than 0");
   return s;
 }
 
@@ -286,12 +298,18 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
                                                .idle_timeout = s.idle_timeout,
                                                .upstream_mark = s.tproxy ? std::optional(s.tproxy_mark) : s.mark,
                                                .own_endpoints = own_endpoints(s, s.inbound_port),
+                                               .send_proxy_protocol = s.inbound_pp_send,
+                                               .accept_proxy_protocol = s.inbound_pp_accept,
+                                               .proxy_protocol_timeout = s.proxy_protocol_timeout,
                                                .on_complete = access_logger("inbound"),
                                                .batch_pause = s.batch_pause};
   const podproxy::ProxyOptions outbound_options{.connect_timeout = s.connect_timeout,
                                                 .idle_timeout = s.idle_timeout,
                                                 .upstream_mark = s.mark,
                                                 .own_endpoints = own_endpoints(s, s.outbound_port),
+                                                .send_proxy_protocol = s.outbound_pp_send,
+                                                .accept_proxy_protocol = s.outbound_pp_accept,
+                                                .proxy_protocol_timeout = s.proxy_protocol_timeout,
                                                 .on_complete = access_logger("outbound"),
                                                 .batch_pause = s.batch_pause};
 
@@ -454,7 +472,8 @@ void add_run_command(CLI::App& app) {
   run_cmd->footer(
       "Access log: one line per connection on stdout,\n"
       "  [TIME] LISTENER PEER -> ORIGINAL_DST upstream=HOST:PORT src=HOST:PORT rx=N tx=N dur_ms=N flags=F end=E error=\"...\"|-\n"
-      "  (rx: bytes from the client, tx: bytes to it; flags: - UF UT NR UR DR SI DT). Logs go to stderr.\n"
+      "  (rx: bytes from the client, tx: bytes to it; flags: - UF UT NR UR DR SI DT DPE), then via=HOST:PORT (the\n"
+      "  balancer) when a PROXY protocol header named the client. Logs go to stderr.\n"
       "Exit status: 0 after a drain (SIGTERM/SIGINT), 1 when a listener cannot be opened, 2 for a bad flag or\n"
       "a privilege that cannot be had.");
   run_cmd->add_option("--mode", flags->mode, "redirect (iptables REDIRECT capture) or tproxy (TPROXY: the application sees the real client)")
@@ -497,6 +516,22 @@ void add_run_command(CLI::App& app) {
   run_cmd->add_option("--log-level", flags->log_level, "stderr log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))->type_name("LEVEL")->capture_default_str();
   run_cmd->add_flag("--no-access-log", flags->no_access_log, "do not write the access log");
+  for (const auto& [direction, send, accept] :
+       {std::tuple{"inbound", &flags->inbound_pp_send, &flags->inbound_pp_accept},
+        std::tuple{"outbound", &flags->outbound_pp_send, &flags->outbound_pp_accept}}) {
+    run_cmd->add_option(fmt::format("--{}-proxy-protocol-send", direction), *send,
+                        fmt::format("off, v1 or v2: write a PROXY protocol header (the client, the original destination) "
+                                    "to each {} upstream before its first byte (HAProxy send-proxy)", direction))
+        ->type_name("VERSION")->capture_default_str();
+    run_cmd->add_option(fmt::format("--{}-proxy-protocol-accept", direction), *accept,
+                        fmt::format("off, v1, v2 or any: each {} client must send a PROXY protocol header first (HAProxy "
+                                    "accept-proxy); its client address is logged and passed on, its destination ignored",
+                                    direction))
+        ->type_name("VERSION")->capture_default_str();
+  }
+  run_cmd->add_option("--proxy-protocol-timeout", flags->proxy_protocol_timeout,
+                      "how long a client may take to send its PROXY protocol header")
+      ->type_name("DURATION")->capture_default_str();
   run_cmd->callback([flags] {
     const int status = run(*flags);
     if (status != 0) throw CLI::RuntimeError(status);
