@@ -340,9 +340,12 @@ class Session final : public RegistryHook, public PollTarget {
   void read_header() {
     unsigned char buffer[proxy_header_max_length];
     const int fd = client_.socket.native_handle();
-    const ssize_t n = ::recv(fd, buffer, sizeof buffer, MSG_PEEK);
+    ssize_t n = 0;
+    do {
+      n = ::recv(fd, buffer, sizeof buffer, MSG_PEEK);
+    } while (n < 0 && errno == EINTR);
     if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
         client_.ready &= static_cast<std::uint8_t>(~readable);
         return;
       }
