@@ -406,7 +406,7 @@ TEMPLATE_TEST_CASE("proxy protocol: a bad header resets that connection only, co
   CHECK(proxy.stats().upstream_cx_total.load() == 1);
 }
 
-TEMPLATE_TEST_CASE("proxy protocol: a header sent slowly in pieces is read; one left unfinished times out",
+TEMPLATE_TEST_CASE("proxy protocol: a header sent slowly in pieces is read, and one left unfinished times out",
                    "[proxy_protocol][proxy]", SpliceRelay, BufferedRelay) {
   RecordingServer server;
   Records records;
