@@ -28,6 +28,8 @@ enum class ConnectionEnd {
   idle_timeout,             ///< closed after the idle timeout
   drained,                  ///< cut because the drain deadline passed
   resource_exhausted,       ///< the proxy ran out of memory for this connection: the client was reset
+  bad_proxy_header,         ///< the client's PROXY protocol header was invalid: the client was reset
+  proxy_header_timeout,     ///< no whole PROXY protocol header within the timeout: the client was reset
 };
 
 [[nodiscard]] constexpr std::string_view to_string(ConnectionEnd end) noexcept {
@@ -43,6 +45,8 @@ enum class ConnectionEnd {
     case ConnectionEnd::idle_timeout: return "idle_timeout";
     case ConnectionEnd::drained: return "drained";
     case ConnectionEnd::resource_exhausted: return "resource_exhausted";
+    case ConnectionEnd::bad_proxy_header: return "bad_proxy_header";
+    case ConnectionEnd::proxy_header_timeout: return "proxy_header_timeout";
   }
   return "unknown";
 }
@@ -52,7 +56,8 @@ enum class ConnectionEnd {
 /// `UF,URX` there (an upstream connection failure, and its one connect attempt used up; `UT` is Envoy's
 /// HTTP request timeout, not a connect one): to_string(ConnectionEnd) keeps the difference. NR no route
 /// (refused by the policy, the loop guard or the loopback guard), UR upstream remote reset, DR downstream
-/// remote reset, SI idle timeout, DT cut at the drain deadline, OM out of memory (Envoy's overload manager).
+/// remote reset, SI idle timeout, DT cut at the drain deadline, OM out of memory (Envoy's overload manager),
+/// DPE downstream protocol error (a bad or missing PROXY protocol header).
 [[nodiscard]] constexpr std::string_view response_flags(ConnectionEnd end) noexcept {
   switch (end) {
     case ConnectionEnd::completed: return "-";
@@ -66,6 +71,8 @@ enum class ConnectionEnd {
     case ConnectionEnd::idle_timeout: return "SI";
     case ConnectionEnd::drained: return "DT";
     case ConnectionEnd::resource_exhausted: return "OM";
+    case ConnectionEnd::bad_proxy_header: return "DPE";
+    case ConnectionEnd::proxy_header_timeout: return "DPE";
   }
   return "-";
 }
@@ -80,6 +87,8 @@ struct ConnectionRecord {
   std::optional<asio::ip::tcp::endpoint> upstream_local{};
   /// Whether the upstream connected (ProxyOptions::on_connected was called for this connection).
   bool upstream_connected = false;
+  /// The socket's own peer (the balancer) when a PROXY header named the client in Downstream::peer.
+  std::optional<asio::ip::tcp::endpoint> proxied_by{};
   std::uint64_t bytes_from_downstream = 0;
   std::uint64_t bytes_from_upstream = 0;
   std::chrono::system_clock::time_point start;

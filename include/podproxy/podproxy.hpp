@@ -21,6 +21,7 @@
 #include <podproxy/policy/port_override_policy.hpp>
 #include <podproxy/proxy.hpp>
 #include <podproxy/proxy_options.hpp>
+#include <podproxy/proxy_protocol.hpp>
 #include <podproxy/relay/buffered_relay.hpp>
 #include <podproxy/relay/pipe.hpp>
 #include <podproxy/relay/pipe_pool.hpp>

@@ -167,6 +167,9 @@ class Proxy final : detail::SessionOwner {
   static Clock::duration sweep_period(const ProxyOptions& options) {
     auto shortest = options.connect_timeout;
     if (options.idle_timeout > Clock::duration::zero()) shortest = std::min(shortest, options.idle_timeout);
+    if (options.accept_proxy_protocol != ProxyProtocolAccept::off) {
+      shortest = std::min(shortest, options.proxy_protocol_timeout);
+    }
     return std::clamp<Clock::duration>(shortest / 8, std::chrono::milliseconds(5), std::chrono::seconds(1));
   }
 

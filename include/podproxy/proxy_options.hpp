@@ -2,6 +2,7 @@
 #pragma once
 
 #include <podproxy/connection_record.hpp>
+#include <podproxy/proxy_protocol.hpp>
 #include <podproxy/stats.hpp>
 #include <podproxy/detail/event_poller.hpp>
 
@@ -32,6 +33,21 @@ struct ProxyOptions {
   /// PREROUTING rewrites them before that check, so without this guard a neighbour that routes 127.0.0.0/8
   /// to the pod would reach its loopback-only services. Turn off only in a proxy meant to expose them.
   bool loopback_guard = true;
+  /// Write a PROXY protocol header of this version to each upstream, before any relayed byte (HAProxy's
+  /// `send-proxy`/`send-proxy-v2`): the client's address (the one a header from the client named, under
+  /// `accept_proxy_protocol`) and the original destination. Empty: none.
+  std::optional<ProxyProtocolVersion> send_proxy_protocol{};
+  /// Read a PROXY protocol header of these versions from each client before anything else (HAProxy's
+  /// `accept-proxy`); a connection without a valid one within `proxy_protocol_timeout` is reset. The client
+  /// address it names becomes Downstream::peer (for the policy, the access log and a header sent on);
+  /// the loopback guard still judges the socket's own peer.
+  ProxyProtocolAccept accept_proxy_protocol = ProxyProtocolAccept::off;
+  /// Let the destination a received header names replace Downstream::original_destination, and so pick
+  /// the upstream. Off by default: whoever can reach the listener could then send connections anywhere
+  /// the proxy can dial; the original destination comes from the socket.
+  bool trust_proxy_protocol_destination = false;
+  /// How long a client may take to send its whole PROXY header (Envoy's listener filter timeout is 15 s).
+  std::chrono::steady_clock::duration proxy_protocol_timeout = std::chrono::seconds(5);
   /// Called once per finished connection, on that connection's poller (so possibly from several threads
   /// at once). Must not block.
   std::function<void(const ConnectionRecord&)> on_complete{};

@@ -30,6 +30,8 @@ struct ProxyStats {
   Counter upstream_cx_connect_timeout{0};   ///< attempts that hit the connect timeout
   Counter upstream_cx_reset{0};             ///< connections the upstream reset
   Counter idle_timeout{0};                  ///< connections closed for being idle
+  Counter downstream_cx_proxy_proto_error{0};  ///< connections reset for a bad PROXY protocol header
+  Counter downstream_pre_cx_timeout{0};     ///< connections reset for not sending a PROXY header in time
 
   /// Whether a statistic is a counter (only grows) or a gauge.
   enum class Kind { counter, gauge };
@@ -56,6 +58,8 @@ struct ProxyStats {
     emit("upstream_cx_connect_timeout", upstream_cx_connect_timeout);
     emit("upstream_cx_reset", upstream_cx_reset);
     emit("idle_timeout", idle_timeout);
+    emit("downstream_cx_proxy_proto_error", downstream_cx_proxy_proto_error);
+    emit("downstream_pre_cx_timeout", downstream_pre_cx_timeout);
   }
 };
 

@@ -76,6 +76,9 @@ try run --inbound-default-endpoint --inbound-default-endpoint "80=127.0.0.1:0"
 try run --inbound-default-endpoint --inbound-default-endpoint "0=127.0.0.1:80"
 try run --inbound-default-endpoint --inbound-default-endpoint "80=::1:80"
 try run --pod-ip --pod-ip 127.0.0.1
+try run --inbound-proxy-protocol-send --inbound-proxy-protocol-send v3
+try run --outbound-proxy-protocol-accept --outbound-proxy-protocol-accept both
+try run --proxy-protocol-timeout --proxy-protocol-timeout 0
 try run --pod-ip --pod-ip 224.0.0.1
 try run --admin-port --inbound-port 15000
 try run --metrics-port --metrics-port 15000

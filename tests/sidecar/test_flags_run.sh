@@ -49,6 +49,13 @@ refused --mark run --mark x
 refused --mark run --mode tproxy --mark 1337
 refused --tproxy-mark run --tproxy-mark 0
 refused --log-level run --log-level loud
+refused --inbound-proxy-protocol-send run --inbound-proxy-protocol-send v3
+refused --inbound-proxy-protocol-send run --inbound-proxy-protocol-send any
+refused --outbound-proxy-protocol-send run --outbound-proxy-protocol-send V1
+refused --inbound-proxy-protocol-accept run --inbound-proxy-protocol-accept yes
+refused --outbound-proxy-protocol-accept run --outbound-proxy-protocol-accept v1,v2
+refused --proxy-protocol-timeout run --proxy-protocol-timeout 0
+refused --proxy-protocol-timeout run --proxy-protocol-timeout 5
 refused --no-such-flag run --no-such-flag
 # Switching to the proxy user needs root: as nobody, run refuses (after binding, before serving).
 AS_USER="setpriv --reuid 65534 --regid 65534 --clear-groups" refused --uid run

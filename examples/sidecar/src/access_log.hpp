@@ -15,6 +15,8 @@
 //                 (podproxy::response_flags; a refused upstream and a connect timeout are both UF,URX)
 //   end=          how it ended (podproxy::to_string(ConnectionEnd))
 //   error=        the upstream connect error, quoted, or "-"
+// and, only when a PROXY protocol header named the client (PEER is that client then):
+//   via=          the balancer: the address the connection came from
 #pragma once
 
 #include <cstddef>  // before any Asio header: see http.hpp
@@ -56,13 +58,14 @@ inline std::string access_log_line(std::string_view listener, const podproxy::Co
   if (record.error) {
     error = "\"" + record.error.message() + "\"";
   }
-  return fmt::format("[{}] {} {} -> {} upstream={} src={} rx={} tx={} dur_ms={} flags={} end={} error={}",
+  return fmt::format("[{}] {} {} -> {} upstream={} src={} rx={} tx={} dur_ms={} flags={} end={} error={}{}",
                      utc_timestamp(record.start), listener, endpoint_text(record.downstream.peer),
                      endpoint_text(record.downstream.original_destination),
                      record.upstream ? endpoint_text(record.upstream->endpoint) : "-",
                      record.upstream_local ? endpoint_text(*record.upstream_local) : "-",
                      record.bytes_from_downstream, record.bytes_from_upstream, duration_ms,
-                     podproxy::response_flags(record.end), podproxy::to_string(record.end), error);
+                     podproxy::response_flags(record.end), podproxy::to_string(record.end), error,
+                     record.proxied_by ? " via=" + endpoint_text(*record.proxied_by) : "");
 }
 
 /// Where the access log goes: one line per finished connection on stdout, flushed at once; or nowhere.

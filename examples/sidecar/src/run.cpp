@@ -58,14 +58,19 @@ struct Reporting {
 };
 
 /// A listener's proxy options: the timeouts, the mark on its upstream sockets, the loop guard's list of
-/// every other endpoint of this sidecar, and its access-log line and metrics.
+/// every other endpoint of this sidecar, its PROXY protocol on either side, and its access-log line and
+/// metrics.
 podproxy::ProxyOptions proxy_options(const Settings& s, std::uint16_t port, std::optional<std::uint32_t> mark,
                                      Reporting reporting, std::string_view name) {
-  const auto which = name == "inbound" ? IstioTcpMetrics::inbound : IstioTcpMetrics::outbound;
+  const bool inbound = name == "inbound";
+  const auto which = inbound ? IstioTcpMetrics::inbound : IstioTcpMetrics::outbound;
   return {.connect_timeout = s.connect_timeout,
           .idle_timeout = s.idle_timeout,
           .upstream_mark = mark,
           .own_endpoints = own_endpoints(s, port),
+          .send_proxy_protocol = inbound ? s.inbound_pp_send : s.outbound_pp_send,
+          .accept_proxy_protocol = inbound ? s.inbound_pp_accept : s.outbound_pp_accept,
+          .proxy_protocol_timeout = s.proxy_protocol_timeout,
           .on_complete = [log = reporting.access_log.for_listener(name), &istio = reporting.istio,
                           which](const podproxy::ConnectionRecord& record) {
             istio.completed(which, record);
@@ -222,7 +227,8 @@ void add_run_command(CLI::App& app) {
   run_cmd->footer(
       "Access log: one line per connection on stdout,\n"
       "  [TIME] LISTENER PEER -> ORIGINAL_DST upstream=HOST:PORT src=HOST:PORT rx=N tx=N dur_ms=N flags=F end=E error=\"...\"|-\n"
-      "  (rx: bytes from the client, tx: bytes to it; flags as Envoy's: - UF,URX NR UR DR SI DT OM; end= says refused vs timed out). Logs go to stderr.\n"
+      "  (rx: bytes from the client, tx: bytes to it; flags as Envoy's: - UF,URX NR UR DR SI DT OM DPE; end= says refused vs\n"
+      "  timed out), then via=HOST:PORT (the balancer) when a PROXY protocol header named the client. Logs go to stderr.\n"
       "Metrics: Istio's istio_tcp_* from POD_NAMESPACE, ISTIO_META_WORKLOAD_NAME, ISTIO_META_CLUSTER_ID and the pod's labels.\n"
       "Exit status: 0 after a drain (SIGTERM/SIGINT, POST /quitquitquit), 1 when a listener cannot be opened, 2 for a bad flag or\n"
       "a privilege that cannot be had.");

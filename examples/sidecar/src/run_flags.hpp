@@ -5,11 +5,14 @@
 #include "cli_util.hpp"
 #include "init_flags.hpp"  // parse_id, parse_mark: the same values as init's --proxy-uid, --proxy-mark
 
+#include <podproxy/proxy_protocol.hpp>
+
 #include <asio/ip/tcp.hpp>
 
 #include <charconv>
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -38,6 +41,24 @@ inline std::pair<std::uint16_t, asio::ip::tcp::endpoint> parse_default_endpoint(
     throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not PORT=HOST:PORT");
   }
   return {parse_port(flag, text.substr(0, equals)), parse_endpoint(flag, text.substr(equals + 1))};
+}
+
+/// `--inbound-proxy-protocol-send`, `--outbound-proxy-protocol-send`: off, v1 or v2.
+inline std::optional<podproxy::ProxyProtocolVersion> parse_proxy_protocol_send(std::string_view flag,
+                                                                                std::string_view text) {
+  if (text == "off") return std::nullopt;
+  if (text == "v1") return podproxy::ProxyProtocolVersion::v1;
+  if (text == "v2") return podproxy::ProxyProtocolVersion::v2;
+  throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not off, v1 or v2");
+}
+
+/// `--inbound-proxy-protocol-accept`, `--outbound-proxy-protocol-accept`: off, v1, v2 or any (either).
+inline podproxy::ProxyProtocolAccept parse_proxy_protocol_accept(std::string_view flag, std::string_view text) {
+  if (text == "off") return podproxy::ProxyProtocolAccept::off;
+  if (text == "v1") return podproxy::ProxyProtocolAccept::v1;
+  if (text == "v2") return podproxy::ProxyProtocolAccept::v2;
+  if (text == "any") return podproxy::ProxyProtocolAccept::any;
+  throw CLI::ValidationError(std::string(flag), "'" + std::string(text) + "' is not off, v1, v2 or any");
 }
 
 /// An http://HOST:PORT/PATH URL with an IP address for HOST (what `wait --url` polls). No https: the

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <tuple>
 
 namespace sidecar {
 
@@ -137,6 +138,12 @@ Settings resolve(const RunFlags& f) {
   }
   s.access_log = !f.no_access_log;
   s.pod = pod_identity_of_process(f.pod_labels_file);
+  s.inbound_pp_send = parse_proxy_protocol_send("--inbound-proxy-protocol-send", f.inbound_pp_send);
+  s.outbound_pp_send = parse_proxy_protocol_send("--outbound-proxy-protocol-send", f.outbound_pp_send);
+  s.inbound_pp_accept = parse_proxy_protocol_accept("--inbound-proxy-protocol-accept", f.inbound_pp_accept);
+  s.outbound_pp_accept = parse_proxy_protocol_accept("--outbound-proxy-protocol-accept", f.outbound_pp_accept);
+  s.proxy_protocol_timeout = parse_duration("--proxy-protocol-timeout", f.proxy_protocol_timeout);
+  if (s.proxy_protocol_timeout.count() == 0) throw CLI::ValidationError("--proxy-protocol-timeout", "must be more than 0");
   return s;
 }
 
@@ -221,6 +228,22 @@ void add_run_flags(CLI::App& cmd, RunFlags& flags) {
   cmd.add_option("--log-level", flags.log_level, "stderr log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))->type_name("LEVEL")->capture_default_str();
   cmd.add_flag("--no-access-log", flags.no_access_log, "do not write the access log");
+  for (const auto& [direction, send, accept] :
+       {std::tuple{"inbound", &flags.inbound_pp_send, &flags.inbound_pp_accept},
+        std::tuple{"outbound", &flags.outbound_pp_send, &flags.outbound_pp_accept}}) {
+    cmd.add_option(fmt::format("--{}-proxy-protocol-send", direction), *send,
+                   fmt::format("off, v1 or v2: write a PROXY protocol header (the client, the original destination) "
+                               "to each {} upstream before its first byte (HAProxy send-proxy)", direction))
+        ->type_name("VERSION")->capture_default_str();
+    cmd.add_option(fmt::format("--{}-proxy-protocol-accept", direction), *accept,
+                   fmt::format("off, v1, v2 or any: each {} client must send a PROXY protocol header first (HAProxy "
+                               "accept-proxy); its client address is logged and passed on, its destination ignored",
+                               direction))
+        ->type_name("VERSION")->capture_default_str();
+  }
+  cmd.add_option("--proxy-protocol-timeout", flags.proxy_protocol_timeout,
+                 "how long a client may take to send its PROXY protocol header")
+      ->type_name("DURATION")->capture_default_str();
 }
 
 }  // namespace sidecar

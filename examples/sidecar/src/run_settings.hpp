@@ -8,6 +8,7 @@
 #include "istio_metrics.hpp"
 
 #include <podproxy/proxy_options.hpp>
+#include <podproxy/proxy_protocol.hpp>
 #include <podproxy/upstream_target.hpp>
 
 #include <CLI/CLI.hpp>
@@ -49,6 +50,8 @@ struct RunFlags {
   std::string tproxy_mark = "1337";
   std::string log_level = "info";
   bool no_access_log = false;
+  std::string inbound_pp_send = "off", inbound_pp_accept = "off", outbound_pp_send = "off", outbound_pp_accept = "off";
+  std::string proxy_protocol_timeout = "5s";
 };
 
 struct Settings {
@@ -75,6 +78,9 @@ struct Settings {
   std::optional<std::uint32_t> mark;
   std::uint32_t tproxy_mark = 0;
   bool access_log = true;
+  std::optional<podproxy::ProxyProtocolVersion> inbound_pp_send, outbound_pp_send;
+  podproxy::ProxyProtocolAccept inbound_pp_accept{}, outbound_pp_accept{};
+  std::chrono::milliseconds proxy_protocol_timeout{};
 };
 
 /// Declares every `run` flag on `cmd`, writing into `flags` (kept alive by the caller).

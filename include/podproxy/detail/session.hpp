@@ -7,6 +7,7 @@
 #include <podproxy/downstream.hpp>
 #include <podproxy/native_socket.hpp>
 #include <podproxy/proxy_options.hpp>
+#include <podproxy/proxy_protocol.hpp>
 #include <podproxy/relay/pump.hpp>
 #include <podproxy/stats.hpp>
 #include <podproxy/upstream_target.hpp>
@@ -109,6 +110,8 @@ inline void account(ProxyStats& stats, const ConnectionRecord& record) noexcept 
     case ConnectionEnd::idle_timeout: bump(stats.idle_timeout); break;
     case ConnectionEnd::drained: bump(stats.downstream_cx_drain_close); break;
     case ConnectionEnd::resource_exhausted: bump(stats.downstream_cx_overflow); break;
+    case ConnectionEnd::bad_proxy_header: bump(stats.downstream_cx_proxy_proto_error); break;
+    case ConnectionEnd::proxy_header_timeout: bump(stats.downstream_pre_cx_timeout); break;
   }
   bump(stats.downstream_cx_destroy);
   stats.downstream_cx_active.fetch_sub(1, std::memory_order_relaxed);
@@ -165,7 +168,9 @@ class Session final : public RegistryHook, public PollTarget {
         to_upstream_(context.relay.make_pump()),
         to_client_(context.relay.make_pump()),
         record_{.downstream = downstream, .start = std::chrono::system_clock::now()},
-        started_(Clock::now()) {}
+        started_(Clock::now()),
+        phase_(context.options.accept_proxy_protocol != ProxyProtocolAccept::off ? Phase::reading_header
+                                                                                 : Phase::connecting) {}
 
   Session(const Session&) = delete;
   Session& operator=(const Session&) = delete;
@@ -190,7 +195,8 @@ class Session final : public RegistryHook, public PollTarget {
     Session* session_;
   };
 
-  /// On the session's executor: ask the policy, open the upstream socket, connect.
+  /// On the session's executor: read the client's PROXY header if one is expected; ask the policy, open
+  /// the upstream socket, connect.
   void start() {
     guard([&] { begin(); });
   }
@@ -198,7 +204,9 @@ class Session final : public RegistryHook, public PollTarget {
   /// Whether the sweep should look closer (any thread; reads only atomics and constants).
   [[nodiscard]] bool due(Clock::time_point now, Clock::duration idle) const noexcept {
     switch (phase_.load(std::memory_order_relaxed)) {
-      case Phase::connecting: return now - started_ >= context_.options.connect_timeout;
+      case Phase::reading_header: return now - started_ >= context_.options.proxy_protocol_timeout;
+      case Phase::connecting:
+      case Phase::sending_header: return now - started_ >= context_.options.connect_timeout;
       case Phase::relaying:
         return idle > Clock::duration::zero() &&
                now - Clock::time_point(Clock::duration(last_activity_.load(std::memory_order_relaxed))) >= idle;
@@ -207,10 +215,13 @@ class Session final : public RegistryHook, public PollTarget {
     return false;
   }
 
-  /// Posted by the sweep: the connect timeout passed, or the connection may be idle.
+  /// Posted by the sweep: the PROXY header or connect timeout passed, or the connection may be idle.
   void expire() noexcept {
     const auto phase = phase_.load(std::memory_order_relaxed);
-    if (phase == Phase::connecting) {
+    if (phase == Phase::reading_header) {
+      record_.error = asio::error::timed_out;
+      end(ConnectionEnd::proxy_header_timeout, /*graceful=*/false);
+    } else if (phase == Phase::connecting || phase == Phase::sending_header) {
       record_.error = asio::error::timed_out;
       end(ConnectionEnd::upstream_connect_timeout, /*graceful=*/false);
     } else if (phase == Phase::relaying && due(Clock::now(), context_.options.idle_timeout)) {
@@ -253,7 +264,9 @@ class Session final : public RegistryHook, public PollTarget {
   ~Session() = default;
 
   static constexpr std::uint32_t no_slot = ~std::uint32_t{0};
-  enum class Phase : std::uint8_t { connecting, relaying, done };
+  /// reading_header (only with ProxyOptions::accept_proxy_protocol), connecting, sending_header (only with
+  /// ProxyOptions::send_proxy_protocol), relaying, done.
+  enum class Phase : std::uint8_t { reading_header, connecting, sending_header, relaying, done };
   /// A step that moved this much is part of a bulk transfer (HAProxy's buffer size).
   static constexpr std::size_t bulk_step = 16 * 1024;
 
@@ -311,8 +324,66 @@ class Session final : public RegistryHook, public PollTarget {
   }
 
   void begin() {
-    if (phase_.load(std::memory_order_relaxed) != Phase::connecting) return;  // cut before it began
-    if (context_.options.loopback_guard && crosses_into_loopback(record_.downstream)) {
+    const Phase phase = phase_.load(std::memory_order_relaxed);
+    if (phase == Phase::connecting) return dial();
+    if (phase != Phase::reading_header) return;  // cut before it began
+    // Nothing is dialled before the header is read: its events drive read_header().
+    slot_ = poller_.attach(this);
+    if (auto ec = poller_.watch(client_.socket.native_handle(), slot_, tag(client_))) {
+      record_.error = ec;
+      return end(ConnectionEnd::downstream_reset, false);
+    }
+  }
+
+  /// The client's PROXY header, peeked at (so that no byte of the stream behind it is taken) until it is
+  /// whole, then consumed exactly. A header that cannot become valid resets the client at once.
+  void read_header() {
+    unsigned char buffer[proxy_header_max_length];
+    const int fd = client_.socket.native_handle();
+    ssize_t n = 0;
+    do {
+      n = ::recv(fd, buffer, sizeof buffer, MSG_PEEK);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        client_.ready &= static_cast<std::uint8_t>(~readable);
+        return;
+      }
+      record_.error = {errno, asio::error::get_system_category()};
+      return end(ConnectionEnd::downstream_reset, false);
+    }
+    // A client that closes without a byte (a balancer's TCP health check) has nothing to relay.
+    if (n == 0) return end(ConnectionEnd::completed, /*graceful=*/true);
+    const auto accept = context_.options.accept_proxy_protocol;
+    const ProxyParseResult parsed = parse_proxy_header({buffer, static_cast<std::size_t>(n)}, accept);
+    if (parsed.status == ProxyParseStatus::incomplete) {
+      // Part of a header and then a FIN: no more bytes can complete it.
+      if (client_.ready & peer_closed) return end(ConnectionEnd::bad_proxy_header, false);
+      client_.ready &= static_cast<std::uint8_t>(~readable);  // the next segment raises a new edge
+      return;
+    }
+    if (parsed.status == ProxyParseStatus::invalid) return end(ConnectionEnd::bad_proxy_header, false);
+    const ProxyHeader& header = parsed.header;
+    if (::recv(fd, buffer, header.length, 0) != static_cast<ssize_t>(header.length)) {
+      record_.error = {errno, asio::error::get_system_category()};
+      return end(ConnectionEnd::downstream_reset, false);
+    }
+    if (header.source) {
+      record_.proxied_by = record_.downstream.peer;
+      record_.downstream.peer = unmapped(*header.source);
+    }
+    if (header.destination && context_.options.trust_proxy_protocol_destination) {
+      record_.downstream.original_destination = unmapped(*header.destination);
+    }
+    phase_.store(Phase::connecting, std::memory_order_relaxed);
+    dial();
+  }
+
+  void dial() {
+    // The loopback guard judges the socket's own peer: a header cannot claim its way onto loopback.
+    Downstream seen = record_.downstream;
+    if (record_.proxied_by) seen.peer = *record_.proxied_by;
+    if (context_.options.loopback_guard && crosses_into_loopback(seen)) {
       return end(ConnectionEnd::loopback_refused, false);
     }
     record_.upstream = context_.policy.upstream_for(record_.downstream);
@@ -324,7 +395,8 @@ class Session final : public RegistryHook, public PollTarget {
       return fail_connect(ec);
     }
     if (cut_.load(std::memory_order_relaxed)) return end(ConnectionEnd::drained, false);
-    slot_ = poller_.attach(this);
+    const bool client_watched = slot_ != no_slot;  // since read_header()
+    if (!client_watched) slot_ = poller_.attach(this);
     // A non-blocking connect(2); the upstream's first event (writable, or an error) completes it.
     const int rc = ::connect(upstream_.socket.native_handle(), target.endpoint.data(),
                              static_cast<socklen_t>(target.endpoint.size()));
@@ -334,9 +406,11 @@ class Session final : public RegistryHook, public PollTarget {
     if (auto ec = poller_.watch(upstream_.socket.native_handle(), slot_, tag(upstream_))) return fail_connect(ec);
     // The client's bytes (already queued, likely) are reported as soon as its socket is watched; they
     // are read once the upstream is connected.
-    if (auto ec = poller_.watch(client_.socket.native_handle(), slot_, tag(client_))) {
-      record_.error = ec;
-      return end(ConnectionEnd::downstream_reset, false);
+    if (!client_watched) {
+      if (auto ec = poller_.watch(client_.socket.native_handle(), slot_, tag(client_))) {
+        record_.error = ec;
+        return end(ConnectionEnd::downstream_reset, false);
+      }
     }
     if (rc == 0) connected({});
   }
@@ -351,6 +425,12 @@ class Session final : public RegistryHook, public PollTarget {
     if (events & (EPOLLRDHUP | EPOLLHUP)) side.ready |= peer_closed;
     if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR)) side.ready |= writable;
     switch (phase_.load(std::memory_order_relaxed)) {
+      case Phase::reading_header:
+        if (&side == &client_ && (side.ready & readable)) read_header();
+        return;
+      case Phase::sending_header:
+        if (&side == &upstream_ && (side.ready & writable)) send_header();
+        return;
       case Phase::connecting:
         if (&side == &upstream_ && (events & (EPOLLOUT | EPOLLERR | EPOLLHUP))) {
           // Writable without an error or a hang-up: connected (a failed connect raises EPOLLERR).
@@ -399,6 +479,39 @@ class Session final : public RegistryHook, public PollTarget {
     // themselves, and SPLICE_F_NONBLOCK does not cover the socket side.
     const int one = 1;
     (void)::setsockopt(client_.socket.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (context_.options.send_proxy_protocol) {
+      phase_.store(Phase::sending_header, std::memory_order_relaxed);
+      return send_header();
+    }
+    start_relay();
+  }
+
+  /// Writes the PROXY header to the upstream, from where the last try left off; an upstream that takes
+  /// only part of it (a full send buffer) is waited for like any sink, without blocking the poller. The
+  /// header is written again into a buffer on the stack each time (it depends only on the record), so a
+  /// session holds one byte for it, not the header.
+  void send_header() {
+    unsigned char buffer[proxy_header_max_written];
+    const std::size_t length = write_proxy_header(*context_.options.send_proxy_protocol, record_.downstream.peer,
+                                                  record_.downstream.original_destination, buffer);
+    while (header_sent_ < length) {
+      const ssize_t n = ::send(upstream_.socket.native_handle(), buffer + header_sent_, length - header_sent_,
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0) {
+        if (errno == EINTR) continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          upstream_.ready &= static_cast<std::uint8_t>(~writable);
+          return;
+        }
+        record_.error = {errno, asio::error::get_system_category()};
+        return end(ConnectionEnd::upstream_reset, false);
+      }
+      header_sent_ = static_cast<std::uint8_t>(header_sent_ + n);
+    }
+    start_relay();
+  }
+
+  void start_relay() {
     touch();
     phase_.store(Phase::relaying, std::memory_order_relaxed);
     // Whatever either side sent meanwhile was reported already; a server that speaks first is too.
@@ -534,7 +647,8 @@ class Session final : public RegistryHook, public PollTarget {
   std::atomic<Clock::rep> last_activity_{0};
   std::atomic<std::uint32_t> refs_{1};
   std::uint32_t slot_ = no_slot;
-  std::atomic<Phase> phase_{Phase::connecting};
+  std::atomic<Phase> phase_;
+  std::uint8_t header_sent_ = 0;  // bytes of the PROXY header the upstream has taken
   std::atomic<bool> cut_{false};
 };
 

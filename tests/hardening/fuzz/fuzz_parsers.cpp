@@ -1,5 +1,5 @@
 // libFuzzer targets for the sidecar's parsers (examples/sidecar/src): flag values, per-port overrides and
-// the admin HTTP request line. One source, one binary per target: PODPROXY_FUZZ_TARGET picks the parser.
+// the admin HTTP request line; and the library's PROXY protocol header parser (podproxy/proxy_protocol.hpp). One source, one binary per target: PODPROXY_FUZZ_TARGET picks the parser.
 // Each parser either returns a value that satisfies its contract or throws CLI::ValidationError naming the
 // flag; anything else (another exception, a crash, an out-of-range value, a sanitizer report) is a finding.
 #include "cli_util.hpp"
@@ -7,9 +7,13 @@
 #include "init_flags.hpp"
 #include "run_flags.hpp"
 
+#include <podproxy/proxy_protocol.hpp>
+
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
+#include <span>
 #include <string>
 #include <string_view>
 
@@ -92,8 +96,51 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const int status = std::get<int>(parsed);
     check(status == 400 || status == 505);
   }
+#elif PODPROXY_FUZZ_TARGET == 7  // the PROXY protocol header a client sends first (bytes off the wire)
+  using namespace podproxy;
+  const std::span<const unsigned char> bytes(data, size);
+  for (const auto accept : {ProxyProtocolAccept::any, ProxyProtocolAccept::v1, ProxyProtocolAccept::v2}) {
+    const auto r = parse_proxy_header(bytes, accept);
+    switch (r.status) {
+      case ProxyParseStatus::complete: {
+        const auto& h = r.header;
+        check(accepts(accept, h.version));
+        check(h.length > 0 && h.length <= size && h.length <= proxy_header_max_length);
+        if (h.version == ProxyProtocolVersion::v1) check(h.length <= proxy_v1_max_length);
+        check(h.source.has_value() == h.destination.has_value());
+        check(!(h.local && h.source));
+        // The header alone parses the same: nothing after it was looked at; one byte less is a prefix.
+        const auto alone = parse_proxy_header(bytes.first(h.length), accept);
+        check(alone.status == ProxyParseStatus::complete && alone.header.length == h.length &&
+              alone.header.source == h.source && alone.header.destination == h.destination);
+        check(parse_proxy_header(bytes.first(h.length - 1), accept).status == ProxyParseStatus::incomplete);
+        if (h.source) {  // what the writer makes of its addresses parses back to them
+          unsigned char out[proxy_header_max_written];
+          const std::size_t n = write_proxy_header(h.version, *h.source, *h.destination, out);
+          const auto back = parse_proxy_header(std::span<const unsigned char>(out, n), accept);
+          check(back.status == ProxyParseStatus::complete && back.header.length == n);
+          check(back.header.source->port() == h.source->port() && back.header.destination->port() == h.destination->port());
+        }
+        break;
+      }
+      case ProxyParseStatus::incomplete: check(size < proxy_header_max_length); break;
+      case ProxyParseStatus::invalid:
+        // No byte added can make it valid: a receiver may reset at once.
+        for (const unsigned char more : {0x00, 0x0A, 0x0D, 0x20, 0xFF}) {
+          unsigned char longer[proxy_header_max_length + 1];
+          const std::size_t n = std::min(size, proxy_header_max_length);
+          std::memcpy(longer, data, n);
+          longer[n] = more;
+          if (n == size) {
+            check(parse_proxy_header(std::span<const unsigned char>(longer, n + 1), accept).status ==
+                  ProxyParseStatus::invalid);
+          }
+        }
+        break;
+    }
+  }
 #else
-#error "define PODPROXY_FUZZ_TARGET (1-6)"
+#error "define PODPROXY_FUZZ_TARGET (1-7)"
 #endif
   return 0;
 }
