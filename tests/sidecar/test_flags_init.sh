@@ -32,6 +32,8 @@ refused --proxy-gid "$SIDECAR" init --proxy-gid 4294967295
 refused --proxy-mark "$SIDECAR" init --proxy-mark 0
 refused --proxy-mark "$SIDECAR" init --proxy-mark 0xZZ
 refused --proxy-mark "$SIDECAR" init --mode tproxy --proxy-mark 1338
+refused --proxy-mark-only "$SIDECAR" init --proxy-mark-only
+refused --proxy-mark-only "$SIDECAR" init --proxy-mark 5 --proxy-mark-only --proxy-uid 0
 refused --bogus "$SIDECAR" init --bogus
 refused --pid "$SIDECAR" check-binds --pid abc
 refused --pid "$SIDECAR" check-binds --pid 0

@@ -33,6 +33,7 @@ struct InitFlags {
   std::string proxy_uid = "1337";
   std::string proxy_gid = "1337";
   std::string proxy_mark;
+  bool proxy_mark_only = false;
   std::string ip_families = "auto";
   bool no_ipv6 = false;
   bool dry_run = false;
@@ -71,6 +72,11 @@ capture::CaptureConfig to_config(const InitFlags& flags) {
                                                              capture::own_pod_mark));
     }
   }
+  if (flags.proxy_mark_only && !config.proxy_mark) {
+    throw CLI::ValidationError("--proxy-mark-only", "needs --proxy-mark: without owner rules the mark is all that "
+                                                    "tells the proxy's traffic apart");
+  }
+  config.owner_rules = !flags.proxy_mark_only;
   return config;
 }
 
@@ -422,12 +428,17 @@ void add_init_command(CLI::App& app) {
                   "15020,15021,15090)");
   cmd->add_option("--exclude-outbound-ports", flags->exclude_outbound_ports,
                   "Comma-separated destination ports never captured outbound");
-  cmd->add_option("--proxy-uid", flags->proxy_uid, "Uid of the proxy: its own traffic is not captured")
-      ->capture_default_str();
-  cmd->add_option("--proxy-gid", flags->proxy_gid, "Gid of the proxy: its own traffic is not captured")
-      ->capture_default_str();
+  auto* proxy_uid = cmd->add_option("--proxy-uid", flags->proxy_uid, "Uid of the proxy: its own traffic is not captured")
+                        ->capture_default_str();
+  auto* proxy_gid = cmd->add_option("--proxy-gid", flags->proxy_gid, "Gid of the proxy: its own traffic is not captured")
+                        ->capture_default_str();
   cmd->add_option("--proxy-mark", flags->proxy_mark,
                   "SO_MARK the proxy puts on its sockets (run --mark N): exempted like the proxy's uid");
+  cmd->add_flag("--proxy-mark-only", flags->proxy_mark_only,
+                "Tell the proxy apart by --proxy-mark alone, with no uid/gid owner rules: for a proxy with no uid of "
+                "its own (a user namespace mapping only uid 0, which the application runs as too)")
+      ->excludes(proxy_uid)
+      ->excludes(proxy_gid);
   cmd->add_option("--ip-families", flags->ip_families,
                   "Address families to capture: auto (each family the pod has a non-loopback, non-link-local "
                   "address of), ipv4, ipv6 or dual; `run --ip-families` takes the same values")
