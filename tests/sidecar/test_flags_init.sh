@@ -34,6 +34,7 @@ refused --proxy-mark "$SIDECAR" init --proxy-mark 0xZZ
 refused --proxy-mark "$SIDECAR" init --mode tproxy --proxy-mark 1338
 refused --proxy-mark-only "$SIDECAR" init --proxy-mark-only
 refused --proxy-mark-only "$SIDECAR" init --proxy-mark 5 --proxy-mark-only --proxy-uid 0
+refused --proxy-mark-only "$SIDECAR" init --proxy-mark 5 --proxy-mark-only --proxy-gid 1337
 refused --bogus "$SIDECAR" init --bogus
 refused --pid "$SIDECAR" check-binds --pid abc
 refused --pid "$SIDECAR" check-binds --pid 0

@@ -34,6 +34,7 @@ struct InitFlags {
   std::string proxy_gid = "1337";
   std::string proxy_mark;
   bool proxy_mark_only = false;
+  bool proxy_ids_given = false;  // --proxy-uid or --proxy-gid on the command line
   std::string ip_families = "auto";
   bool no_ipv6 = false;
   bool dry_run = false;
@@ -75,6 +76,9 @@ capture::CaptureConfig to_config(const InitFlags& flags) {
   if (flags.proxy_mark_only && !config.proxy_mark) {
     throw CLI::ValidationError("--proxy-mark-only", "needs --proxy-mark: without owner rules the mark is all that "
                                                     "tells the proxy's traffic apart");
+  }
+  if (flags.proxy_mark_only && flags.proxy_ids_given) {
+    throw CLI::ValidationError("--proxy-mark-only", "writes no owner rules: --proxy-uid and --proxy-gid do not apply");
   }
   config.owner_rules = !flags.proxy_mark_only;
   return config;
@@ -428,17 +432,15 @@ void add_init_command(CLI::App& app) {
                   "15020,15021,15090)");
   cmd->add_option("--exclude-outbound-ports", flags->exclude_outbound_ports,
                   "Comma-separated destination ports never captured outbound");
-  auto* proxy_uid = cmd->add_option("--proxy-uid", flags->proxy_uid, "Uid of the proxy: its own traffic is not captured")
-                        ->capture_default_str();
-  auto* proxy_gid = cmd->add_option("--proxy-gid", flags->proxy_gid, "Gid of the proxy: its own traffic is not captured")
-                        ->capture_default_str();
+  cmd->add_option("--proxy-uid", flags->proxy_uid, "Uid of the proxy: its own traffic is not captured")
+      ->capture_default_str();
+  cmd->add_option("--proxy-gid", flags->proxy_gid, "Gid of the proxy: its own traffic is not captured")
+      ->capture_default_str();
   cmd->add_option("--proxy-mark", flags->proxy_mark,
                   "SO_MARK the proxy puts on its sockets (run --mark N): exempted like the proxy's uid");
   cmd->add_flag("--proxy-mark-only", flags->proxy_mark_only,
                 "Tell the proxy apart by --proxy-mark alone, with no uid/gid owner rules: for a proxy with no uid of "
-                "its own (a user namespace mapping only uid 0, which the application runs as too)")
-      ->excludes(proxy_uid)
-      ->excludes(proxy_gid);
+                "its own (a user namespace mapping only uid 0, which the application runs as too)");
   cmd->add_option("--ip-families", flags->ip_families,
                   "Address families to capture: auto (each family the pod has a non-loopback, non-link-local "
                   "address of), ipv4, ipv6 or dual; `run --ip-families` takes the same values")
@@ -449,7 +451,10 @@ void add_init_command(CLI::App& app) {
                                              "--clean, print what would be removed");
   cmd->add_flag("--clean", flags->clean, "Remove what init added (PODPROXY_ chains, the rules jumping to them, and "
                                          "the ip rule, route and ::6 address init added), nothing else");
-  cmd->callback([flags] { run_init(*flags); });
+  cmd->callback([flags, cmd] {
+    flags->proxy_ids_given = cmd->count("--proxy-uid") + cmd->count("--proxy-gid") > 0;
+    run_init(*flags);
+  });
 }
 
 }  // namespace sidecar
