@@ -153,10 +153,12 @@ if [ "$in_userns" -eq 1 ]; then
   # iptables-legacy cannot list its tables here (/proc/net/ip_tables_names belongs to the host's root), so
   # `init`, which reads the rules back with iptables-save, needs the nf_tables variants.
   if [[ $(iptables --version 2>&1) == *legacy* ]]; then
-    command -v iptables-nft >/dev/null || refuse "iptables is iptables-legacy here, which cannot read its rules back in a user namespace, and iptables-nft is missing"
     mkdir "$workdir/nft-bin"
     for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
-      ln -s "$(command -v "$t-nft")" "$workdir/nft-bin/$t"
+      nft_tool=${t%%-*}-nft${t#"${t%%-*}"}   # iptables-save -> iptables-nft-save
+      nft_path=$(command -v "$nft_tool") || refuse "iptables is iptables-legacy here, which cannot read its rules" \
+        "back in a user namespace, and $nft_tool is missing"
+      ln -s "$nft_path" "$workdir/nft-bin/$t"
     done
     PATH="$workdir/nft-bin:$PATH"
   fi
