@@ -2,24 +2,32 @@
 # The seed experiment (Istio 1.9 vs 1.10: which interface the sidecar delivers inbound traffic to), rebuilt on
 # one machine: network namespaces instead of a Kubernetes cluster, podproxy-sidecar instead of istio-proxy.
 #
-#   sudo examples/seed-demo/run.sh                 installs what is missing, builds the sidecar, runs the demo
+#   examples/seed-demo/run.sh                      builds the sidecar and runs the demo, as a normal user: in a
+#                                                  user namespace of its own (needs the packages installed)
+#   sudo examples/seed-demo/run.sh                 as root: also installs what is missing, with apt-get
 #   examples/seed-demo/run.sh --sidecar PATH       uses an already built podproxy-sidecar (PODPROXY_SIDECAR=PATH)
+#   examples/seed-demo/run.sh --build-dir DIR      builds in DIR instead of build/seed-demo in the repository
 #   examples/seed-demo/run.sh --check ...          also prints CHECK lines and exits 1 when a cell differs from
-#                                                  the seed (the ctest test demo.seed runs it this way)
+#                                                  the seed (the ctest tests demo.seed and demo.rootless do)
 #
 # Exit status: 0 done (and, with --check, every cell as expected), 1 a cell or a counter differs or a step
-# failed, 2 cannot run here (not root, no network namespaces, no iptables, a package cannot be installed).
+# failed, 2 cannot run here (no user namespaces for a normal user, no network namespaces, no iptables, a
+# package missing that it cannot install, a build directory it cannot write).
 set -euo pipefail
 
-usage() { sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; }
 
 sidecar=${PODPROXY_SIDECAR:-}
+build_dir=
 check=0
 install=1
+args=("$@")
 while [ $# -gt 0 ]; do
   case $1 in
     --sidecar) sidecar=${2:?--sidecar needs a path}; shift 2 ;;
     --sidecar=*) sidecar=${1#*=}; shift ;;
+    --build-dir) build_dir=${2:?--build-dir needs a directory}; shift 2 ;;
+    --build-dir=*) build_dir=${1#*=}; shift ;;
     --check) check=1; shift ;;
     --no-install) install=0; shift ;;
     -h|--help) usage; exit 0 ;;
@@ -30,9 +38,32 @@ done
 refuse() { echo "run.sh: cannot run the demo here: $*" >&2; exit 2; }
 say() { printf '%s\n' "$*"; }
 
-[ "$(id -u)" -eq 0 ] || refuse "it must run as root (it creates network namespaces and iptables rules); try: sudo $0"
-
 repo=$(cd "$(dirname "$(readlink -f "$0")")/../.." && pwd)
+[ -n "$build_dir" ] || build_dir="$repo/build/seed-demo"
+
+# --- 0. a normal user: the same demo, inside a user namespace of its own -----------------------------------------
+# As root of a new user namespace that owns a new network namespace and a private mount namespace, the demo
+# may make network namespaces, veths and nat rules there; they all go when its last process exits, and the
+# host's namespaces, rules and mounts never see them. Only the caller's own uid is mapped (to 0) there:
+# see docs/design.md, "The seed demo without root".
+in_userns=0
+if [ "$(id -u)" -ne 0 ]; then
+  command -v unshare >/dev/null || refuse "not root, and 'unshare' is missing (Debian package: util-linux)"
+  why=$(unshare --user --map-root-user true 2>&1) \
+    || refuse "not root, and this machine gives a normal user no user namespace ('unshare --user --map-root-user' said: ${why:-nothing}); run it as root instead: sudo $0"
+  PODPROXY_SEED_DEMO_USERNS=$(id -u) exec unshare --user --map-root-user --net --mount -- \
+    bash "$(readlink -f "$0")" "${args[@]}"
+fi
+if [ -n "${PODPROXY_SEED_DEMO_USERNS:-}" ]; then
+  read -r _ _ mapped </proc/self/uid_map
+  # (only trusted when this is really a user namespace: the initial one maps all 4294967295 ids)
+  if [ "$mapped" != 4294967295 ]; then
+    in_userns=1
+    install=0
+    user_uid=$PODPROXY_SEED_DEMO_USERNS
+  fi
+fi
+unset PODPROXY_SEED_DEMO_USERNS
 
 # --- 1. what the demo needs --------------------------------------------------------------------------------
 runtime_packages=(ncat iptables iproute2)
@@ -48,11 +79,23 @@ for pkg in "${wanted[@]}"; do
   [ "$status" = "install ok installed" ] || missing+=("$pkg")
 done
 if [ ${#missing[@]} -gt 0 ]; then
+  [ "$in_userns" -eq 0 ] || refuse "missing packages: ${missing[*]}, which a normal user cannot install: install them" \
+    "as root (sudo apt-get install ${missing[*]}, or sudo bash tests/install-deps.sh), or run the demo as root, which does"
   [ "$install" -eq 1 ] || refuse "missing packages: ${missing[*]} (and --no-install was given)"
   say "== installing: ${missing[*]} (apt-get's output goes to /tmp/ppdemo-apt.log)"
   export DEBIAN_FRONTEND=noninteractive
   { apt-get update && apt-get install -y "${missing[@]}"; } >/tmp/ppdemo-apt.log 2>&1 \
     || { tail -n 20 /tmp/ppdemo-apt.log >&2; refuse "apt-get could not install ${missing[*]}"; }
+fi
+
+if [ -z "$sidecar" ]; then
+  # the nearest part of the build directory that exists must be writable: say so now, not after the probe
+  existing=$build_dir
+  while [ ! -e "$existing" ]; do existing=$(dirname "$existing"); done
+  if [ ! -d "$existing" ] || [ ! -w "$existing" ] || [ ! -x "$existing" ]; then
+    refuse "the build directory $build_dir is not writable by $([ "$in_userns" -eq 1 ] && echo "uid $user_uid" || echo root)" \
+      "($existing is not a writable directory): pass --build-dir DIR, or --sidecar PATH to a built podproxy-sidecar"
+  fi
 fi
 
 # --- cleanup: every namespace and process this run makes goes away on every exit path ---------------------------
@@ -88,6 +131,40 @@ start_group() {
   groups+=("$!")
 }
 
+# --- 1b. inside the user namespace: what differs ----------------------------------------------------------------
+# How the sidecar's own traffic is told apart from the app's: by its uid 1337, as Istio does; in the user
+# namespace, where 0 is the only uid (the app's too), by the mark its sockets carry.
+proxy_mark=0x539   # 1337, as a mark
+init_exempt=()
+run_as=(--uid 1337 --gid 1337)
+probe_exempt=(-m owner --uid-owner 1337)
+if [ "$in_userns" -eq 1 ]; then
+  init_exempt=(--proxy-mark "$proxy_mark" --proxy-mark-only)
+  run_as=(--uid 0 --gid 0 --mark "$proxy_mark")
+  probe_exempt=(-m mark --mark "$proxy_mark")
+  # 'ip netns add' keeps its namespaces under /run/netns, which only the host's root may write: a tmpfs
+  # over it in this private mount namespace holds ours (over /run itself where /run/netns does not exist).
+  if [ -d /run/netns ]; then
+    why=$(mount -t tmpfs -o mode=0755 ppdemo /run/netns 2>&1) || refuse "cannot mount a tmpfs on /run/netns in the user namespace: $why"
+  else
+    why=$(mount -t tmpfs -o mode=0755 ppdemo /run 2>&1 && mkdir /run/netns) \
+      || refuse "cannot mount a tmpfs on /run in the user namespace: $why"
+  fi
+  # iptables-legacy cannot list its tables here (/proc/net/ip_tables_names belongs to the host's root), so
+  # `init`, which reads the rules back with iptables-save, needs the nf_tables variants.
+  if [[ $(iptables --version 2>&1) == *legacy* ]]; then
+    mkdir "$workdir/nft-bin"
+    for t in iptables iptables-save iptables-restore ip6tables ip6tables-save ip6tables-restore; do
+      nft_tool=${t%%-*}-nft${t#"${t%%-*}"}   # iptables-save -> iptables-nft-save
+      nft_path=$(command -v "$nft_tool") || refuse "iptables is iptables-legacy here, which cannot read its rules" \
+        "back in a user namespace, and $nft_tool is missing"
+      ln -s "$nft_path" "$workdir/nft-bin/$t"
+    done
+    PATH="$workdir/nft-bin:$PATH"
+  fi
+  say "== not root: running inside a user namespace (uid $user_uid is its root; network namespaces under a private /run/netns)"
+fi
+
 # --- 2. can this machine do it? (probe in a namespace of our own, before spending time on a build) -------------
 probe="$tag-probe"
 why=$(ip netns add "$probe" 2>&1) || refuse "network namespaces are unavailable ('ip netns add' said: $why)"
@@ -96,15 +173,14 @@ probe_error=
 why=$(ip netns exec "$probe" true 2>&1) || probe_error="cannot enter a network namespace ('ip netns exec' said: $why)"
 if [ -z "$probe_error" ]; then
   why=$(ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp --dport 9 -j REDIRECT --to-ports 15001 2>&1 \
-    && ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp -m owner --uid-owner 1337 -j RETURN 2>&1) \
-    || probe_error="iptables cannot write nat REDIRECT/owner rules in a network namespace (it said: $why)"
+    && ip netns exec "$probe" iptables -w -t nat -A OUTPUT -p tcp "${probe_exempt[@]}" -j RETURN 2>&1) \
+    || probe_error="iptables cannot write nat REDIRECT/${probe_exempt[1]} rules in a network namespace (it said: $why)"
 fi
 ip netns del "$probe"
 [ -z "$probe_error" ] || refuse "$probe_error"
 
 # --- 3. the sidecar --------------------------------------------------------------------------------------------
 if [ -z "$sidecar" ]; then
-  build_dir="$repo/build/seed-demo"
   say "== building podproxy-sidecar in $build_dir (a few minutes the first time)"
   mkdir -p "$build_dir"
   build_log="$build_dir/seed-demo-build.log"
@@ -116,8 +192,12 @@ if [ -z "$sidecar" ]; then
   cmake --build "$build_dir" -j2 --target podproxy-sidecar >>"$build_log" 2>&1 || build_failed
   sidecar="$build_dir/examples/sidecar/podproxy-sidecar"
 fi
-sidecar=$(readlink -f "$sidecar")
-[ -x "$sidecar" ] || refuse "no podproxy-sidecar executable at '$sidecar'"
+# (readlink -f fails where a directory above cannot be searched: the test below then says so)
+sidecar=$(readlink -f "$sidecar" 2>/dev/null || printf '%s' "$sidecar")
+if [ ! -f "$sidecar" ] || [ ! -x "$sidecar" ]; then
+  refuse "no podproxy-sidecar that $([ "$in_userns" -eq 1 ] && echo "uid $user_uid" || echo root) can execute at" \
+    "'$sidecar' (it must exist, be executable, and every directory above it searchable: see namei -l '$sidecar')"
+fi
 
 # wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds; fails after SECONDS.
 wait_for() {
@@ -184,14 +264,14 @@ for key in "${keys[@]}"; do
   make_ns "$ns"
   attach "$ns" "${ip_of[$key]}" "v$key"
   # istio-init: the pod's capture rules
-  ip netns exec "$ns" "$sidecar" init >"$workdir/$key.init.log" 2>&1 \
+  ip netns exec "$ns" "$sidecar" init "${init_exempt[@]}" >"$workdir/$key.init.log" 2>&1 \
     || { cat "$workdir/$key.init.log" >&2; echo "run.sh: 'podproxy-sidecar init' failed in $ns" >&2; exit 1; }
   # kube-proxy: Service <name>.rev-<rev> = ClusterIP:8080 -> pod IP:8080, DNAT in the client's OUTPUT
   ip netns exec "$client" iptables -w -t nat -A KUBE-SERVICES -d "${vip_of[$key]}/32" -p tcp --dport 8080 \
     -m comment --comment "rev-${rev_of[$key]}/${bind_of[$key]}" -j DNAT --to-destination "${ip_of[$key]}:8080"
   # istio-proxy: the sidecar, before the app
   start_group "$workdir/$key.sidecar.log" "$workdir/$key.sidecar.err" ip netns exec "$ns" "$sidecar" run \
-    --inbound-policy "${policy_of[$key]}" --pod-ip "${ip_of[$key]}" --uid 1337 --gid 1337
+    --inbound-policy "${policy_of[$key]}" --pod-ip "${ip_of[$key]}" "${run_as[@]}"
 done
 for key in "${keys[@]}"; do
   ns=${ns_of[$key]}
@@ -267,8 +347,13 @@ say "   client -> pod IP: the pod's PREROUTING captures every inbound TCP port e
 say "     is the Service path without the DNAT: the same answers as the Services. (In Istio only ports that a"
 say "     Service declares get 1.9's 127.0.0.1 delivery; any other port goes to the passthrough cluster, which"
 say "     dials the pod IP in both versions, so there only eth0 servers answer, whatever the version.)"
-say "   same pod -> own pod IP: the app is not uid 1337, so OUTPUT rule 3 (-o lo -m owner ! --uid-owner 1337"
-say "     -j RETURN) skips the sidecar; the kernel connects only to a socket bound to the address dialed"
+if [ "$in_userns" -eq 0 ]; then
+  say "   same pod -> own pod IP: the app is not uid 1337, so OUTPUT rule 3 (-o lo -m owner ! --uid-owner 1337"
+  say "     -j RETURN) skips the sidecar; the kernel connects only to a socket bound to the address dialed"
+else
+  say "   same pod -> own pod IP: the app's packets lack the sidecar's mark, so OUTPUT rule 3 (here -o lo -j RETURN,"
+  say "     after the mark rules) skips the sidecar; the kernel connects only to a socket bound to the address dialed"
+fi
 say "     (the pod IP or 0.0.0.0): eth0 answers, lo is refused, whatever the sidecar's policy."
 say "   Either path makes only eth0-bound servers answer on the pod IP in both versions: the blogger's open question."
 say ""

@@ -115,6 +115,37 @@ TEST_CASE("capture rules: flags change the ports and ids and exclusions and the 
   CHECK(has_line(text, "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m mark --mark 16 -j PODPROXY_IN_REDIRECT"));
 }
 
+TEST_CASE("capture rules: without owner rules the mark alone tells the proxy apart, in Istio's order", "[init]") {
+  // A user namespace mapping only uid 0: the proxy and the app share it, and an unmapped uid is refused.
+  for (const auto mode : {Mode::redirect, Mode::tproxy}) {
+    CaptureConfig config;
+    config.mode = mode;
+    config.proxy_uid = 0;
+    config.proxy_gid = 0;
+    config.proxy_mark = 0x10;
+    config.owner_rules = false;
+    const auto text = restore_text(capture_rules(config, Family::v4));
+    INFO(text);
+    CHECK(text.find("-m owner") == std::string::npos);
+    const std::vector<std::string> order{
+        "-A PODPROXY_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN",
+        "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m mark --mark 16 -j PODPROXY_IN_REDIRECT",
+        "-A PODPROXY_OUTPUT -m mark --mark 16 -j RETURN",
+        "-A PODPROXY_OUTPUT -o lo -j RETURN",  // rule 3: the app calling its own pod IP
+        "-A PODPROXY_OUTPUT -d 127.0.0.1/32 -j RETURN",
+        "-A PODPROXY_OUTPUT -j PODPROXY_REDIRECT",
+    };
+    for (std::size_t i = 1; i < order.size(); ++i) {
+      INFO(order[i]);
+      CHECK(line_index(text, order[i - 1]) < line_index(text, order[i]));
+    }
+  }
+  // With owner rules (the default) the unconditional lo RETURN would let the proxy's own calls escape.
+  CaptureConfig with_owners;
+  with_owners.proxy_mark = 0x10;
+  CHECK(!has_line(restore_text(capture_rules(with_owners, Family::v4)), "-A PODPROXY_OUTPUT -o lo -j RETURN"));
+}
+
 TEST_CASE("capture rules: an empty inbound port list captures nothing inbound", "[init]") {
   CaptureConfig config;
   config.inbound_ports = std::vector<std::uint16_t>{};

@@ -47,6 +47,9 @@ refused --exclude-outbound-owner-groups "$SIDECAR" init --exclude-outbound-owner
 refused --exclude-outbound-owner-groups "$SIDECAR" init --include-outbound-owner-groups 1000 --exclude-outbound-owner-groups 2000
 refused --inbound-tunnel-port "$SIDECAR" init --inbound-tunnel-port 0
 refused --include-outbound-owner-groups "$SIDECAR" init --include-outbound-owner-groups "$(seq -s, 1000 1064)"
+refused --proxy-mark-only "$SIDECAR" init --proxy-mark-only
+refused --proxy-mark-only "$SIDECAR" init --proxy-mark 5 --proxy-mark-only --proxy-uid 0
+refused --proxy-mark-only "$SIDECAR" init --proxy-mark 5 --proxy-mark-only --proxy-gid 1337
 refused --bogus "$SIDECAR" init --bogus
 refused --pid "$SIDECAR" check-binds --pid abc
 refused --pid "$SIDECAR" check-binds --pid 0

@@ -58,6 +58,11 @@ struct CaptureConfig {
   std::uint32_t proxy_gid = 1337;
   /// SO_MARK of the proxy's own sockets, exempted like its uid (for a proxy that does not drop to 1337).
   std::optional<std::uint32_t> proxy_mark;
+  /// Whether the proxy is also told apart by proxy_uid/proxy_gid (owner rules). Without them only
+  /// proxy_mark exempts it: where the proxy has no uid of its own, as in a user namespace that maps only
+  /// uid 0 (the application's uid too), an owner rule would match the application or, naming an unmapped
+  /// uid, be refused by the kernel.
+  bool owner_rules = true;
   /// TPROXY mode: the mark TPROXY sets, the fwmark of the ip rule, and the connmark of inbound deliveries.
   std::uint32_t tproxy_mark = 1337;
   /// TPROXY mode: the routing table holding `local default dev lo` (Istio's 133).
@@ -231,8 +236,15 @@ inline TableRules nat_table(const CaptureConfig& config, Family family) {
                             loopback, not_tunnel, *config.proxy_mark));
     r.push_back(fmt::format("-A PODPROXY_OUTPUT -m mark --mark {} -j RETURN", *config.proxy_mark));
   }
-  for (const auto& [kind, id] : {std::pair{std::string_view("uid"), config.proxy_uid},
-                                 std::pair{std::string_view("gid"), config.proxy_gid}}) {
+  if (!config.owner_rules && !includes_loopback(config)) {
+    // 3 without owners: the proxy's own packets (marked) have been dealt with above, so whatever else
+    // leaves over lo is the application calling its own pod.
+    r.push_back("-A PODPROXY_OUTPUT -o lo -j RETURN");
+  }
+  using Owner = std::pair<std::string_view, std::uint32_t>;
+  const auto owners = config.owner_rules ? std::vector<Owner>{{"uid", config.proxy_uid}, {"gid", config.proxy_gid}}
+                                         : std::vector<Owner>{};
+  for (const auto& [kind, id] : owners) {
     // 2: the proxy calling its own pod over lo goes to the inbound listener, except to the tunnel port,
     // where Istio's own proxy (if one runs in the pod) listens for itself.
     r.push_back(fmt::format("-A PODPROXY_OUTPUT -o lo ! -d {}{} -m owner --{}-owner {} -j PODPROXY_IN_REDIRECT",
@@ -330,10 +342,12 @@ inline TableRules mangle_table(const CaptureConfig& config, Family family) {
     r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m mark --mark {} -j MARK --set-mark {}",
                             loopback, *config.proxy_mark, own_pod_mark));
   }
-  r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m owner --uid-owner {} -j MARK --set-mark {}",
-                          loopback, config.proxy_uid, own_pod_mark));
-  r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m owner --gid-owner {} -j MARK --set-mark {}",
-                          loopback, config.proxy_gid, own_pod_mark));
+  if (config.owner_rules) {
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m owner --uid-owner {} -j MARK --set-mark {}",
+                            loopback, config.proxy_uid, own_pod_mark));
+    r.push_back(fmt::format("-A PODPROXY_OUTPUT ! -d {} -p tcp -o lo -m owner --gid-owner {} -j MARK --set-mark {}",
+                            loopback, config.proxy_gid, own_pod_mark));
+  }
   r.push_back(fmt::format("-A PODPROXY_OUTPUT -p tcp -m connmark --mark {} -j CONNMARK --restore-mark", mark));
   return mangle;
 }

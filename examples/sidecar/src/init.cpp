@@ -42,6 +42,8 @@ struct InitFlags {
   std::string exclude_owner_groups;
   std::string inbound_tunnel_port = "15008";
   bool drop_invalid = false;
+  bool proxy_mark_only = false;
+  bool proxy_ids_given = false;  // --proxy-uid or --proxy-gid on the command line
   std::string ip_families = "auto";
   bool no_ipv6 = false;
   bool dry_run = false;
@@ -104,6 +106,14 @@ capture::CaptureConfig to_config(const InitFlags& flags) {
                                    ? std::nullopt
                                    : std::optional(parse_port("--inbound-tunnel-port", flags.inbound_tunnel_port));
   config.drop_invalid = flags.drop_invalid;
+  if (flags.proxy_mark_only && !config.proxy_mark) {
+    throw CLI::ValidationError("--proxy-mark-only", "needs --proxy-mark: without owner rules the mark is all that "
+                                                    "tells the proxy's traffic apart");
+  }
+  if (flags.proxy_mark_only && flags.proxy_ids_given) {
+    throw CLI::ValidationError("--proxy-mark-only", "writes no owner rules: --proxy-uid and --proxy-gid do not apply");
+  }
+  config.owner_rules = !flags.proxy_mark_only;
   return config;
 }
 
@@ -486,6 +496,9 @@ void add_init_command(CLI::App& app) {
   cmd->add_flag("--drop-invalid", flags->drop_invalid,
                 "Drop packets conntrack finds INVALID (Istio's INVALID_DROP) instead of letting the pod reset "
                 "the connection");
+  cmd->add_flag("--proxy-mark-only", flags->proxy_mark_only,
+                "Tell the proxy apart by --proxy-mark alone, with no uid/gid owner rules: for a proxy with no uid of "
+                "its own (a user namespace mapping only uid 0, which the application runs as too)");
   cmd->add_option("--ip-families", flags->ip_families,
                   "Address families to capture: auto (each family the pod has a non-loopback, non-link-local "
                   "address of), ipv4, ipv6 or dual; `run --ip-families` takes the same values")
@@ -496,7 +509,10 @@ void add_init_command(CLI::App& app) {
                                              "--clean, print what would be removed");
   cmd->add_flag("--clean", flags->clean, "Remove what init added (PODPROXY_ chains, the rules jumping to them, and "
                                          "the ip rule, route and ::6 address init added), nothing else");
-  cmd->callback([flags] { run_init(*flags); });
+  cmd->callback([flags, cmd] {
+    flags->proxy_ids_given = cmd->count("--proxy-uid") + cmd->count("--proxy-gid") > 0;
+    run_init(*flags);
+  });
 }
 
 }  // namespace sidecar

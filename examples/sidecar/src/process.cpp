@@ -14,6 +14,8 @@
 
 #include <cerrno>
 #include <cstring>
+#include <fstream>
+#include <string>
 
 namespace sidecar {
 
@@ -49,6 +51,23 @@ bool capget_self(__user_cap_data_struct (&data)[2]) {
 constexpr std::uint32_t cap_bit(int cap) { return 1U << (cap % 32); }
 bool effective(const __user_cap_data_struct (&data)[2], int cap) { return (data[cap / 32].effective & cap_bit(cap)) != 0; }
 bool permitted(const __user_cap_data_struct (&data)[2], int cap) { return (data[cap / 32].permitted & cap_bit(cap)) != 0; }
+
+/// setgroups(2) to just `gid`; also true where this user namespace forbids setgroups (its
+/// /proc/self/setgroups says "deny", as `unshare --map-root-user` leaves it). There the supplementary
+/// groups are those of the user who made the namespace, which the kernel keeps so that dropping one
+/// cannot bypass a permission denied to that group: the process holds no more than that user.
+bool set_groups(gid_t gid) {
+  if (::setgroups(1, &gid) == 0) return true;
+  const int error = errno;
+  bool denied = false;
+  if (error == EPERM) {
+    std::ifstream file("/proc/self/setgroups");
+    std::string word;
+    denied = (file >> word) && word == "deny";
+  }
+  errno = error;  // what the caller reports when it was not that
+  return denied;
+}
 
 }  // namespace
 
@@ -87,10 +106,10 @@ std::string drop_privileges(std::uint32_t uid, std::uint32_t gid, bool keep_net_
   const gid_t group = gid;
   if (switch_ids) {
     if (keep && ::prctl(PR_SET_KEEPCAPS, 1L, 0L, 0L, 0L) != 0) return failed("prctl(PR_SET_KEEPCAPS)");
-    if (::setgroups(1, &group) != 0) return failed("setgroups");
+    if (!set_groups(group)) return failed("setgroups");
     if (::setresgid(gid, gid, gid) != 0) return failed(fmt::format("setgid({})", gid));
     if (::setresuid(uid, uid, uid) != 0) return failed(fmt::format("setuid({})", uid));
-  } else if (effective(held, CAP_SETGID) && ::setgroups(1, &group) != 0) {
+  } else if (effective(held, CAP_SETGID) && !set_groups(group)) {
     return failed("setgroups");  // staying root: the supplementary groups go all the same
   }
 
