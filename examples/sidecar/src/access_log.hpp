@@ -14,6 +14,8 @@
 //   flags=        Envoy-style response flags: - UF UT NR UR DR SI DT (podproxy::response_flags)
 //   end=          how it ended (podproxy::to_string(ConnectionEnd))
 //   error=        the upstream connect error, quoted, or "-"
+// and, only when a failed upstream connect has an explanation (run --upstream-hints on, upstream_hints.hpp):
+//   hint=         why, quoted: "8080 listens on 127.0.0.1 only; the pod-ip policy dials 10.0.0.5:8080: ..."
 #pragma once
 
 #include <cstddef>  // before any Asio header: see http.hpp
@@ -25,6 +27,7 @@
 
 #include <chrono>
 #include <ctime>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -45,19 +48,21 @@ inline std::string utc_timestamp(std::chrono::system_clock::time_point when) {
 }
 
 /// The access-log line for one connection (no trailing newline).
-inline std::string access_log_line(std::string_view listener, const podproxy::ConnectionRecord& record) {
+inline std::string access_log_line(std::string_view listener, const podproxy::ConnectionRecord& record,
+                                   const std::optional<std::string>& hint = std::nullopt) {
   const auto duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(record.duration).count();
   std::string error = "-";
   if (record.error) {
     error = "\"" + record.error.message() + "\"";
   }
-  return fmt::format("[{}] {} {} -> {} upstream={} src={} rx={} tx={} dur_ms={} flags={} end={} error={}",
+  return fmt::format("[{}] {} {} -> {} upstream={} src={} rx={} tx={} dur_ms={} flags={} end={} error={}{}{}{}",
                      utc_timestamp(record.start), listener, endpoint_text(record.downstream.peer),
                      endpoint_text(record.downstream.original_destination),
                      record.upstream ? endpoint_text(record.upstream->endpoint) : "-",
                      record.upstream_local ? endpoint_text(*record.upstream_local) : "-",
                      record.bytes_from_downstream, record.bytes_from_upstream, duration_ms,
-                     podproxy::response_flags(record.end), podproxy::to_string(record.end), error);
+                     podproxy::response_flags(record.end), podproxy::to_string(record.end), error,
+                     hint ? " hint=\"" : "", hint ? std::string_view(*hint) : "", hint ? "\"" : "");
 }
 
 }  // namespace sidecar

@@ -14,6 +14,7 @@
 #include "prometheus.hpp"
 #include "run_flags.hpp"
 #include "tproxy_policy.hpp"
+#include "upstream_hints.hpp"
 
 #include <podproxy/podproxy.hpp>
 
@@ -62,6 +63,7 @@ struct RunFlags {
   std::string tproxy_mark = "1337";
   std::string log_level = "info";
   bool no_access_log = false;
+  std::string upstream_hints = "on";
 };
 
 struct Settings {
@@ -86,6 +88,7 @@ struct Settings {
   std::optional<std::uint32_t> mark;
   std::uint32_t tproxy_mark = 0;
   bool access_log = true;
+  bool upstream_hints = true;
 };
 
 /// The listen address and the families it serves, from --listen-address and --ip-families. Without
@@ -208,6 +211,7 @@ Settings resolve(const RunFlags& f) {
     throw CLI::ValidationError("--mark", std::to_string(*s.mark) + " is the --tproxy-mark; give the proxy another mark");
   }
   s.access_log = !f.no_access_log;
+  s.upstream_hints = f.upstream_hints == "on";
   return s;
 }
 
@@ -272,10 +276,16 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
     access->set_pattern("%v");
     access->flush_on(spdlog::level::info);
   }
-  const auto access_logger = [access](std::string_view listener) -> std::function<void(const podproxy::ConnectionRecord&)> {
-    if (!access) return {};
-    return [access, listener](const podproxy::ConnectionRecord& record) {
-      access->info(access_log_line(listener, record));
+  std::vector<std::uint16_t> default_endpoint_ports;
+  for (const auto& [port, target] : s.default_endpoints) default_endpoint_ports.push_back(port);
+  const std::string policy_name = s.loopback_policy ? "loopback" : "pod-ip";
+  hints::UpstreamHints upstream_hints({policy_name, default_endpoint_ports, s.pod_ips}, policy_name, std::chrono::seconds(1));
+  const auto access_logger = [&](std::string_view listener, bool hinted) -> std::function<void(const podproxy::ConnectionRecord&)> {
+    hints::UpstreamHints* explain = hinted && s.upstream_hints ? &upstream_hints : nullptr;
+    if (!access && !explain) return {};
+    return [access, listener, explain](const podproxy::ConnectionRecord& record) {
+      const auto hint = explain ? explain->hint_for(record) : std::nullopt;
+      if (access) access->info(access_log_line(listener, record, hint));
     };
   };
 
@@ -286,13 +296,13 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
                                                .idle_timeout = s.idle_timeout,
                                                .upstream_mark = s.tproxy ? std::optional(s.tproxy_mark) : s.mark,
                                                .own_endpoints = own_endpoints(s, s.inbound_port),
-                                               .on_complete = access_logger("inbound"),
+                                               .on_complete = access_logger("inbound", true),
                                                .batch_pause = s.batch_pause};
   const podproxy::ProxyOptions outbound_options{.connect_timeout = s.connect_timeout,
                                                 .idle_timeout = s.idle_timeout,
                                                 .upstream_mark = s.mark,
                                                 .own_endpoints = own_endpoints(s, s.outbound_port),
-                                                .on_complete = access_logger("outbound"),
+                                                .on_complete = access_logger("outbound", false),
                                                 .batch_pause = s.batch_pause};
 
   // Bind everything first (as root, if we are), so that a port in use or a missing privilege fails here,
@@ -319,11 +329,16 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
         workers.context(0).get_executor(), asio::ip::tcp::endpoint{asio::ip::address_v4::loopback(), s.admin_port},
         [&](const http::Request& request) -> http::Response {
           if (request.path == "/stats") {
-            return {200, prometheus_text({{"inbound", inbound.stats.get()}, {"outbound", outbound.stats.get()}}, pool),
+            return {200, prometheus_text({{"inbound", inbound.stats.get()}, {"outbound", outbound.stats.get()}}, pool) +
+                             upstream_hints.prometheus_text(),
                     "text/plain; version=0.0.4; charset=utf-8"};
           }
+          if (request.path == "/binds") {
+            const auto json = upstream_hints.binds_json();
+            return json ? http::Response{200, *json, "application/json"} : http::Response{503, "cannot read the listeners\n"};
+          }
           if (request.path == "/ready") return readiness(request);
-          return {404, "not found: try /stats or /ready\n"};
+          return {404, "not found: try /stats, /ready or /binds\n"};
         },
         http_options);
     health = std::make_unique<http::Server>(workers.context(0).get_executor(),
@@ -454,7 +469,8 @@ void add_run_command(CLI::App& app) {
   run_cmd->footer(
       "Access log: one line per connection on stdout,\n"
       "  [TIME] LISTENER PEER -> ORIGINAL_DST upstream=HOST:PORT src=HOST:PORT rx=N tx=N dur_ms=N flags=F end=E error=\"...\"|-\n"
-      "  (rx: bytes from the client, tx: bytes to it; flags: - UF UT NR UR DR SI DT). Logs go to stderr.\n"
+      "  (rx: bytes from the client, tx: bytes to it; flags: - UF UT NR UR DR SI DT), then hint=\"...\" when a failed\n"
+      "  inbound connect has an explanation (--upstream-hints). Logs go to stderr.\n"
       "Exit status: 0 after a drain (SIGTERM/SIGINT), 1 when a listener cannot be opened, 2 for a bad flag or\n"
       "a privilege that cannot be had.");
   run_cmd->add_option("--mode", flags->mode, "redirect (iptables REDIRECT capture) or tproxy (TPROXY: the application sees the real client)")
@@ -497,6 +513,10 @@ void add_run_command(CLI::App& app) {
   run_cmd->add_option("--log-level", flags->log_level, "stderr log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))->type_name("LEVEL")->capture_default_str();
   run_cmd->add_flag("--no-access-log", flags->no_access_log, "do not write the access log");
+  run_cmd->add_option("--upstream-hints", flags->upstream_hints,
+                      "on: a failed inbound connect's access-log line says why (hint=\"...\"), from the pod's listeners, "
+                      "counted per reason on /stats; off: neither")
+      ->check(CLI::IsMember({"on", "off"}))->type_name("on|off")->capture_default_str();
   run_cmd->callback([flags] {
     const int status = run(*flags);
     if (status != 0) throw CLI::RuntimeError(status);
