@@ -31,6 +31,7 @@ expect_line() {
   grep -q 'reset by peer' <<<"$got" || fail "port $2: the client got '$got', expected a reset"
   wait_for 10 sh -c "grep -q ' -> $POD_IP:$2 ' '$1'" || fail "no access-log line for $2"
   expect_eq "port $2's access-log line" "$(line_for "$1" "$2")" "$3"
+  echo "  as logged: $(grep " inbound .* -> $POD_IP:$2 " "$1" | tail -n 1)"
 }
 prefix() {  # UPSTREAM PORT: the line's fixed part before error=
   echo "[T] inbound $CLIENT_IP:P -> $POD_IP:$2 upstream=$1 src=- rx=0 tx=0 dur_ms=D"

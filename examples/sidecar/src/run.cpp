@@ -276,10 +276,7 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
     access->set_pattern("%v");
     access->flush_on(spdlog::level::info);
   }
-  std::vector<std::uint16_t> default_endpoint_ports;
-  for (const auto& [port, target] : s.default_endpoints) default_endpoint_ports.push_back(port);
-  const std::string policy_name = s.loopback_policy ? "loopback" : "pod-ip";
-  hints::UpstreamHints upstream_hints({policy_name, default_endpoint_ports, s.pod_ips}, policy_name, std::chrono::seconds(1));
+  hints::UpstreamHints upstream_hints(s.loopback_policy, s.default_endpoints, s.pod_ips);  // as root: see its comment
   const auto access_logger = [&](std::string_view listener, bool hinted) -> std::function<void(const podproxy::ConnectionRecord&)> {
     hints::UpstreamHints* explain = hinted && s.upstream_hints ? &upstream_hints : nullptr;
     if (!access && !explain) return {};

@@ -28,9 +28,15 @@ class UpstreamHints {
  public:
   /// Construct before dropping privileges: the capture rules that GET /binds reports need CAP_NET_ADMIN
   /// to read, and are read here, once. `interval`: the longest a look at the listeners is reused.
-  UpstreamHints(Context context, std::string policy, std::chrono::steady_clock::duration interval)
-      : context_(std::move(context)), policy_(std::move(policy)), interval_(interval),
-        captures_(binds::read_captures()) {}
+  UpstreamHints(Context context, std::chrono::steady_clock::duration interval = std::chrono::seconds(1))
+      : context_(std::move(context)), policy_(context_.policy), interval_(interval), captures_(binds::read_captures()) {}
+
+  /// For `run`: its inbound policy (loopback or not), its --inbound-default-endpoint pairs, its pod IPs.
+  template <class DefaultEndpoints>
+  UpstreamHints(bool loopback_policy, const DefaultEndpoints& default_endpoints, std::vector<asio::ip::address> pod_ips)
+      : UpstreamHints(Context{.policy = loopback_policy ? "loopback" : "pod-ip",
+                              .default_endpoint_ports = ports_of(default_endpoints),
+                              .pod_ips = std::move(pod_ips)}) {}
 
   /// The hint for an inbound connection that ended as `record` says, or std::nullopt (it did not fail
   /// in a way a hint explains). Successful connections return at the first test.
@@ -103,10 +109,24 @@ class UpstreamHints {
     std::map<Key, std::optional<Hint>> hints;  // each explained once per snapshot
   };
 
+  template <class DefaultEndpoints>
+  static std::vector<std::uint16_t> ports_of(const DefaultEndpoints& pairs) {
+    std::vector<std::uint16_t> ports;
+    for (const auto& [port, target] : pairs) ports.push_back(port);
+    return ports;
+  }
+
   static std::unique_ptr<Snapshot> take_snapshot(std::chrono::steady_clock::time_point now) {
     auto s = std::make_unique<Snapshot>();
     s->taken = now;
-    s->listeners = binds::read_listeners("/proc/net/", binds::ipv6_listener_v6only());
+    // sock_diag, not /proc/net/tcp: reading the latter walks every socket of the host (the namespaces
+    // share the kernel's table): under a storm on a busy host it was the hints' main cost.
+    auto v4 = binds::sock_diag_listeners(AF_INET);
+    auto v6 = binds::sock_diag_listeners(AF_INET6);
+    if (v4 && v6) {
+      v4->insert(v4->end(), v6->begin(), v6->end());
+      s->listeners = std::move(v4);
+    }
     s->dual_stack = binds::dual_stack_here();
     return s;
   }
