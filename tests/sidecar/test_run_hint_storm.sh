@@ -20,7 +20,7 @@ ended=$(sed -E 's/.*ended=([0-9]+).*/\1/' <<<"$result")
 reset=$(sed -E 's/.*reset=([0-9]+).*/\1/' <<<"$result")
 # One look per started second of the storm, and one more for connects that failed just after it.
 elapsed=$(($(sed -E 's/.*seconds=([0-9]+).*/\1/' <<<"$result") + 2))
-[ "$ended" -gt 1000 ] || fail "the storm ended only $ended connections: $result"
+[ "$ended" -gt 100 ] || fail "the storm ended only $ended connections: $result"  # a storm happened; its rate is not asserted
 expect_eq "every storm connection was reset" "$reset" "$ended"
 
 # The connects still in flight when the storm stopped failed too: count from the sidecar's side.
