@@ -129,7 +129,7 @@ TEST_CASE("capture rules: without owner rules the mark alone tells the proxy apa
     CHECK(text.find("-m owner") == std::string::npos);
     const std::vector<std::string> order{
         "-A PODPROXY_OUTPUT -o lo -s 127.0.0.6/32 -j RETURN",
-        "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -m mark --mark 16 -j PODPROXY_IN_REDIRECT",
+        "-A PODPROXY_OUTPUT -o lo ! -d 127.0.0.1/32 -p tcp ! --dport 15008 -m mark --mark 16 -j PODPROXY_IN_REDIRECT",
         "-A PODPROXY_OUTPUT -m mark --mark 16 -j RETURN",
         "-A PODPROXY_OUTPUT -o lo -j RETURN",  // rule 3: the app calling its own pod IP
         "-A PODPROXY_OUTPUT -d 127.0.0.1/32 -j RETURN",

@@ -43,6 +43,8 @@ TEST_CASE("access log: a refused upstream says UF,URX and why, IPv6 and v4-mappe
   const auto line = sidecar::access_log_line("inbound", record);
   CHECK_THAT(line, Catch::Contains(" inbound 10.0.0.9:1 -> [fd00::5]:8080 upstream=[fd00::5]:8080 src=- rx=0 tx=0 "));
   CHECK_THAT(line, Catch::EndsWith("flags=UF,URX end=upstream_connect_failed error=\"Connection refused\""));
+  CHECK_THAT(sidecar::access_log_line("inbound", record, "nothing listens on 8080"),
+             Catch::EndsWith("error=\"Connection refused\" hint=\"nothing listens on 8080\""));
 
   record.upstream.reset();
   record.end = podproxy::ConnectionEnd::loop_refused;

@@ -30,7 +30,7 @@ expect_eq "$LABEL: the sidecar runs as uid" "$(ps -o uid= -p "$SIDECAR_PID" | tr
 stop_sidecar || fail "$LABEL: exit status $?"
 grep -q "inbound $CLIENT_IP:[0-9]* -> $POD_IP:8080 upstream=127.0.0.1:8080 src=127.0.0.1:[0-9]* rx=5 tx=5 dur_ms=[0-9]* flags=- end=completed error=-$" "$WORK/lo.log" \
   || { cat "$WORK/lo.log"; fail "$LABEL: no access-log line for the completed connection"; }
-grep -q "inbound $CLIENT_IP:[0-9]* -> $POD_IP:8081 upstream=127.0.0.1:8081 src=- rx=0 tx=0 dur_ms=[0-9]* flags=UF,URX end=upstream_connect_failed error=\"Connection refused\"$" "$WORK/lo.log" \
+grep -q "inbound $CLIENT_IP:[0-9]* -> $POD_IP:8081 upstream=127.0.0.1:8081 src=- rx=0 tx=0 dur_ms=[0-9]* flags=UF,URX end=upstream_connect_failed error=\"Connection refused\" hint=\"8081 listens on $POD_IP only; the loopback policy dials 127.0.0.1:8081: bind 0.0.0.0 or run --inbound-policy pod-ip\"$" "$WORK/lo.log" \
   || { cat "$WORK/lo.log"; fail "$LABEL: no UF access-log line for the refused connection"; }
 pass "$LABEL: access log has the completed and the UF line"
 

@@ -17,6 +17,8 @@
 //   error=        the upstream connect error, quoted, or "-"
 // and, only when a PROXY protocol header named the client (PEER is that client then):
 //   via=          the balancer: the address the connection came from
+// and, only when a failed upstream connect has an explanation (run --upstream-hints on, upstream_hints.hpp):
+//   hint=         why, quoted: "8080 listens on 127.0.0.1 only; the pod-ip policy dials 10.0.0.5:8080: ..."
 #pragma once
 
 #include <cstddef>  // before any Asio header: see http.hpp
@@ -30,8 +32,8 @@
 
 #include <chrono>
 #include <ctime>
-#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -52,20 +54,22 @@ inline std::string utc_timestamp(std::chrono::system_clock::time_point when) {
 }
 
 /// The access-log line for one connection (no trailing newline).
-inline std::string access_log_line(std::string_view listener, const podproxy::ConnectionRecord& record) {
+inline std::string access_log_line(std::string_view listener, const podproxy::ConnectionRecord& record,
+                                   const std::optional<std::string>& hint = std::nullopt) {
   const auto duration_ms = std::chrono::duration_cast<std::chrono::milliseconds>(record.duration).count();
   std::string error = "-";
   if (record.error) {
     error = "\"" + record.error.message() + "\"";
   }
-  return fmt::format("[{}] {} {} -> {} upstream={} src={} rx={} tx={} dur_ms={} flags={} end={} error={}{}",
+  return fmt::format("[{}] {} {} -> {} upstream={} src={} rx={} tx={} dur_ms={} flags={} end={} error={}{}{}{}{}",
                      utc_timestamp(record.start), listener, endpoint_text(record.downstream.peer),
                      endpoint_text(record.downstream.original_destination),
                      record.upstream ? endpoint_text(record.upstream->endpoint) : "-",
                      record.upstream_local ? endpoint_text(*record.upstream_local) : "-",
                      record.bytes_from_downstream, record.bytes_from_upstream, duration_ms,
                      podproxy::response_flags(record.end), podproxy::to_string(record.end), error,
-                     record.proxied_by ? " via=" + endpoint_text(*record.proxied_by) : "");
+                     record.proxied_by ? " via=" + endpoint_text(*record.proxied_by) : "",
+                     hint ? " hint=\"" : "", hint ? std::string_view(*hint) : "", hint ? "\"" : "");
 }
 
 /// Where the access log goes: one line per finished connection on stdout, flushed at once; or nowhere.
@@ -78,12 +82,10 @@ class AccessLog {
     logger_->flush_on(spdlog::level::info);
   }
 
-  /// The ProxyOptions::on_complete of the listener named `listener` (a literal): empty when disabled.
-  [[nodiscard]] std::function<void(const podproxy::ConnectionRecord&)> for_listener(std::string_view listener) const {
-    if (!logger_) return {};
-    return [logger = logger_, listener](const podproxy::ConnectionRecord& record) {
-      logger->info(access_log_line(listener, record));
-    };
+  /// Writes the line of one connection of the listener named `listener`, with its hint if any. Any thread.
+  void write(std::string_view listener, const podproxy::ConnectionRecord& record,
+             const std::optional<std::string>& hint) const {
+    if (logger_) logger_->info(access_log_line(listener, record, hint));
   }
 
  private:

@@ -45,7 +45,9 @@ void AdminEndpoints::close() {
   metrics_->close();
 }
 
-std::string AdminEndpoints::envoy_stats() const { return prometheus_text(options_.stats, options_.pool); }
+std::string AdminEndpoints::envoy_stats() const {
+  return prometheus_text(options_.stats, options_.pool) + (options_.hints ? options_.hints->prometheus_text() : "");
+}
 
 http::Response AdminEndpoints::readiness() const {
   const bool draining = control_.draining();
@@ -60,7 +62,11 @@ http::Response AdminEndpoints::on_admin(const http::Request& request) const {
   if (auto r = only_get(request)) return *r;
   if (request.path == "/stats") return {200, envoy_stats(), "text/plain; version=0.0.4; charset=utf-8"};
   if (request.path == "/ready") return readiness();
-  return {404, "not found: try /stats, /ready, POST /quitquitquit or POST /drain_listeners\n"};
+  if (request.path == "/binds" && options_.hints) {
+    const auto json = options_.hints->binds_json();
+    return json ? http::Response{200, *json, "application/json"} : http::Response{503, "cannot read the listeners\n"};
+  }
+  return {404, "not found: try /stats, /ready, /binds, POST /quitquitquit or POST /drain_listeners\n"};
 }
 
 // pilot-agent's merged metrics: Istio's TCP metrics, then the Envoy-named counters.

@@ -1,5 +1,5 @@
 // The sidecar's HTTP endpoints and the readiness they report: the admin server (127.0.0.1 only: /stats,
-// /ready, POST /quitquitquit and /drain_listeners), the health server (the kubelet's: /healthz/ready) and
+// /ready, /binds, POST /quitquitquit and /drain_listeners), the health server (the kubelet's: /healthz/ready) and
 // the merged-metrics server (Prometheus': /stats/prometheus; POST /quitquitquit from the pod itself).
 #pragma once
 
@@ -9,6 +9,7 @@
 #include "http.hpp"
 #include "istio_metrics.hpp"
 #include "prometheus.hpp"
+#include "upstream_hints.hpp"
 
 #include <podproxy/relay/pipe_pool.hpp>
 
@@ -35,6 +36,7 @@ class AdminEndpoints {
     asio::ip::tcp::endpoint metrics;
     std::vector<LabelledStats> stats;          ///< each listener's counters, for /stats
     const podproxy::PipePool* pool = nullptr;  ///< the splice relay's pipes, for /stats; null otherwise
+    const hints::UpstreamHints* hints = nullptr;  ///< its counters on /stats, and GET /binds; null: neither
     std::string not_ready;                     ///< why the sidecar must never be ready, or ""
   };
 

@@ -28,23 +28,15 @@
 // whether a listener on the captured inbound port takes that family, null when nothing listens there yet
 // (the sidecar is not running); a family captured and not served is a mismatch (exit 1), the one `run`
 // refuses to become ready with.
-#include "bind_verdicts.hpp"
-#include "capture_rules.hpp"
+#include "bind_report.hpp"
 #include "cli_util.hpp"
 #include "commands.hpp"
 #include "init_flags.hpp"
-#include "ip_families.hpp"
-#include "netns_addresses.hpp"
-#include "sock_diag_v6only.hpp"
-#include "tcp_listeners.hpp"
 
 #include <fmt/format.h>
 
-#include <fstream>
-#include <map>
 #include <memory>
 #include <optional>
-#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -64,44 +56,6 @@ struct CheckBindsFlags {
   throw CLI::RuntimeError(status);
 }
 
-std::optional<std::string> read_file(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return std::nullopt;
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
-
-/// net.ipv6.bindv6only of the namespace the calling thread is in: 1 keeps IPv4 out of [::] listeners.
-bool dual_stack_here() {
-  const auto text = read_file("/proc/sys/net/ipv6/bindv6only");
-  return !text || text->empty() || text->front() != '1';
-}
-
-std::string json_string(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_bool(const std::optional<bool>& value) {
-  return value ? (*value ? "true" : "false") : "null";
-}
-
-std::string json_reach(const binds::Reach& reach) {
-  return fmt::format(R"({{"reachable": {}, "summary": {}, "ipv4": {}, "ipv6": {}}})", reach.reachable() ? "true" : "false",
-                     json_string(reach.summary()), json_bool(reach.v4), json_bool(reach.v6));
-}
-
 std::string bracketed(const asio::ip::address& address) {
   return address.is_v6() ? "[" + address.to_string() + "]" : address.to_string();
 }
@@ -114,12 +68,7 @@ void run_check_binds(const CheckBindsFlags& flags) {
       throw CLI::ValidationError("--pid", "no process " + *flags.pid + " (or its network namespace is not visible)");
     }
   }
-  std::optional<binds::Reach binds::PortVerdict::*> policy;
-  if (flags.policy == "loopback") {
-    policy = &binds::PortVerdict::loopback;
-  } else if (flags.policy == "pod-ip") {
-    policy = &binds::PortVerdict::pod_ip;
-  } else if (!flags.policy.empty()) {
+  if (flags.policy != "loopback" && flags.policy != "pod-ip" && !flags.policy.empty()) {
     throw CLI::ValidationError("--policy", "'" + flags.policy + "' is not a policy (loopback or pod-ip)");
   }
   std::vector<asio::ip::address> pod_ips;
@@ -139,20 +88,11 @@ void run_check_binds(const CheckBindsFlags& flags) {
   }
 
   // The namespace's facts: its addresses (unless given), whether [::] listeners take IPv4 by default,
-  // and each IPv6 listener's own IPV6_V6ONLY.
-  struct Facts {
-    std::vector<asio::ip::address> addresses;
-    bool dual_stack = true;
-    std::optional<std::map<binds::ListenerKey, bool>> v6only;
-    std::array<families::ReadCapture, 2> capture;  // IPv4, IPv6
-  };
-  Facts facts;
+  // each IPv6 listener's own IPV6_V6ONLY, and the capture rules.
+  binds::NamespaceFacts facts;
   try {
-    const auto read = [] {
-      return Facts{binds::current_pod_addresses(), dual_stack_here(), binds::ipv6_listener_v6only(),
-                   {families::read_capture(capture::Family::v4), families::read_capture(capture::Family::v6)}};
-    };
-    facts = pid ? binds::read_in_netns_of(*pid, read) : read();
+    facts = pid ? binds::read_in_netns_of(*pid, [] { return binds::read_namespace_facts(); })
+                : binds::read_namespace_facts();
     if (pod_ips.empty()) pod_ips = facts.addresses;
   } catch (const std::system_error& e) {
     if (pod_ips.empty()) {
@@ -160,103 +100,21 @@ void run_check_binds(const CheckBindsFlags& flags) {
                                    pid.value_or(0), e.what()));
     }
   }
-  const bool dual_stack = facts.dual_stack;
   if (pod_ips.empty()) fail(usage_exit, "the namespace has no non-loopback address to use as the pod IP; pass --pod-ip");
 
   const std::string proc = pid ? "/proc/" + std::to_string(*pid) + "/net/" : "/proc/net/";
-  std::vector<binds::TcpListener> listeners;
-  bool any_table = false;
-  for (const char* name : {"tcp", "tcp6"}) {
-    if (const auto text = read_file(proc + name)) {
-      any_table = true;
-      auto found = binds::parse_proc_net_tcp(*text);
-      for (auto& l : found) {
-        if (l.address.is_v6() && facts.v6only) {
-          const auto it = facts.v6only->find({l.address, l.port});
-          if (it != facts.v6only->end()) l.v6_only = it->second;
-        }
-      }
-      listeners.insert(listeners.end(), found.begin(), found.end());
-    }
-  }
-  if (!any_table) fail(1, "cannot read " + proc + "tcp or tcp6");
+  const auto listeners = binds::read_listeners(proc, facts.v6only);
+  if (!listeners) fail(1, "cannot read " + proc + "tcp or tcp6");
 
-  const std::vector<std::uint16_t> skip(capture::sidecar_ports.begin(), capture::sidecar_ports.end());
-  const auto verdicts = binds::verdicts(listeners, pod_ips, dual_stack, skip);
-  std::vector<std::uint16_t> unreachable;
-  if (policy) {
-    for (const auto& v : verdicts) {
-      if (!(v.**policy).reachable()) unreachable.push_back(v.port);
-    }
-  }
-
-  // The capture rules against the sidecar's inbound listener: a captured family that a listener on the
-  // captured port does not take is refused in full. Nothing listening there at all is the sidecar not
-  // running yet, not a mismatch.
-  struct FamilyCheck {
-    capture::Family family;
-    std::optional<families::Capture> capture;
-    std::string why_unknown;
-    std::uint16_t port = 15006;
-    std::optional<bool> served;
-  };
-  std::vector<FamilyCheck> checks;
-  std::vector<std::string> mismatch;
-  for (const auto family : {capture::Family::v4, capture::Family::v6}) {
-    const auto& read = facts.capture[family == capture::Family::v6 ? 1 : 0];
-    FamilyCheck c{family, read.capture, read.why_unknown, 15006, std::nullopt};
-    if (c.capture && c.capture->inbound_port) c.port = *c.capture->inbound_port;
-    for (const auto& l : listeners) {
-      if (l.port != c.port) continue;
-      const auto& a = l.address;
-      const bool v4_address = a.is_v4() || a.to_v6().is_v4_mapped();
-      const bool takes = family == capture::Family::v4
-                             ? v4_address || (a.is_unspecified() && binds::dual_stack_of(l, dual_stack))
-                             : !v4_address;
-      c.served = c.served.value_or(false) || takes;
-    }
-    if (c.capture && c.capture->captured && c.served == false) {
-      mismatch.push_back(family == capture::Family::v6 ? "ipv6" : "ipv4");
-    }
-    checks.push_back(std::move(c));
-  }
+  const auto report = binds::make_report(pid, pod_ips, flags.policy, facts, *listeners);
+  const auto& verdicts = report.verdicts;
+  const auto& unreachable = report.unreachable;
+  const bool policy = !flags.policy.empty();
 
   std::vector<std::string> pod_ip_texts;
   for (const auto& ip : pod_ips) pod_ip_texts.push_back(ip.to_string());
   if (flags.json) {
-    std::vector<std::string> ports;
-    for (const auto& v : verdicts) {
-      std::vector<std::string> ls;
-      for (const auto& l : v.listeners) {
-        ls.push_back(fmt::format(R"({{"address": {}, "uid": {}, "v6_only": {}, "bind": {}}})",
-                                 json_string(l.address.to_string()), l.uid, json_bool(l.v6_only),
-                                 json_string(binds::describe_bind(l, pod_ips, dual_stack))));
-      }
-      ports.push_back(fmt::format(
-          "    {{\"port\": {}, \"listeners\": [{}],\n     \"loopback\": {},\n     \"pod_ip\": {},\n     \"reason\": {}}}",
-          v.port, fmt::join(ls, ", "), json_reach(v.loopback), json_reach(v.pod_ip), json_string(v.reason)));
-    }
-    std::vector<std::string> quoted_ips;
-    for (const auto& t : pod_ip_texts) quoted_ips.push_back(json_string(t));
-    std::vector<std::string> capture_json, mismatch_json;
-    for (const auto& c : checks) {
-      const auto key = json_string(c.family == capture::Family::v6 ? "ipv6" : "ipv4");
-      if (!c.capture) {
-        capture_json.push_back(fmt::format("    {}: null", key));
-        continue;
-      }
-      capture_json.push_back(fmt::format(R"(    {}: {{"captured": {}, "inbound_port": {}, "served": {}}})", key,
-                                         c.capture->captured ? "true" : "false",
-                                         c.capture->inbound_port ? std::to_string(*c.capture->inbound_port) : "null",
-                                         json_bool(c.served)));
-    }
-    for (const auto& m : mismatch) mismatch_json.push_back(json_string(m));
-    fmt::print("{{\n  \"schema\": 1,\n  \"pid\": {},\n  \"pod_ips\": [{}],\n  \"dual_stack\": {},\n  \"policy\": {},\n"
-               "  \"ports\": [\n{}\n  ],\n  \"unreachable\": [{}],\n  \"capture\": {{\n{}\n  }},\n"
-               "  \"capture_mismatch\": [{}]\n}}\n",
-               pid ? std::to_string(*pid) : "null", fmt::join(quoted_ips, ", "), dual_stack ? "true" : "false",
-               policy ? json_string(flags.policy) : "null", fmt::join(ports, ",\n"), fmt::join(unreachable, ", "),
-               fmt::join(capture_json, ",\n"), fmt::join(mismatch_json, ", "));
+    fmt::print("{}", binds::report_json(report));
   } else {
     fmt::print("Listeners of {} (pod IP {}); the sidecar's own ports are skipped.\n",
                pid ? fmt::format("the network namespace of pid {}", *pid) : std::string("this network namespace"),
@@ -284,7 +142,7 @@ void run_check_binds(const CheckBindsFlags& flags) {
                    unreachable.size(), fmt::join(unreachable, ", "));
       }
     }
-    for (const auto& c : checks) {
+    for (const auto& c : report.checks) {
       const char* name = families::name(c.family);
       if (!c.capture) {
         fmt::print("capture {}: unknown ({})\n", name, c.why_unknown);
@@ -303,7 +161,7 @@ void run_check_binds(const CheckBindsFlags& flags) {
       }
     }
   }
-  if (!unreachable.empty() || !mismatch.empty()) throw CLI::RuntimeError(1);
+  if (!unreachable.empty() || !report.mismatch.empty()) throw CLI::RuntimeError(1);
 }
 
 }  // namespace

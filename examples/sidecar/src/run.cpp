@@ -20,6 +20,7 @@
 #include "run_settings.hpp"
 #include "shutdown.hpp"
 #include "tproxy_policy.hpp"
+#include "upstream_hints.hpp"
 
 #include <podproxy/podproxy.hpp>
 
@@ -51,10 +52,12 @@ struct Listeners {
   }
 };
 
-/// What a listener reports to: the access log and Istio's TCP metrics.
+/// What a listener reports to: the access log, Istio's TCP metrics, and (inbound, unless --upstream-hints
+/// off) the upstream hints that explain a failed connect.
 struct Reporting {
   const AccessLog& access_log;
   IstioTcpMetrics& istio;
+  hints::UpstreamHints* hints;
 };
 
 /// A listener's proxy options: the timeouts, the mark on its upstream sockets, the loop guard's list of
@@ -71,10 +74,10 @@ podproxy::ProxyOptions proxy_options(const Settings& s, std::uint16_t port, std:
           .send_proxy_protocol = inbound ? s.inbound_pp_send : s.outbound_pp_send,
           .accept_proxy_protocol = inbound ? s.inbound_pp_accept : s.outbound_pp_accept,
           .proxy_protocol_timeout = s.proxy_protocol_timeout,
-          .on_complete = [log = reporting.access_log.for_listener(name), &istio = reporting.istio,
-                          which](const podproxy::ConnectionRecord& record) {
+          .on_complete = [&log = reporting.access_log, &istio = reporting.istio, hints = inbound ? reporting.hints : nullptr,
+                          which, name](const podproxy::ConnectionRecord& record) {
             istio.completed(which, record);
-            if (log) log(record);
+            log.write(name, record, hints ? hints->hint_for(record) : std::nullopt);
           },
           .on_connected = [&istio = reporting.istio, which](const podproxy::ConnectionRecord&) { istio.connected(which); },
           .batch_pause = s.batch_pause};
@@ -126,7 +129,8 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
   auto& log = *spdlog::default_logger();
   const AccessLog access_log(s.access_log);
   IstioTcpMetrics istio(s.pod);
-  const Reporting reporting{access_log, istio};
+  hints::UpstreamHints upstream_hints(s.loopback_policy, s.default_endpoints, s.pod_ips);  // as root: see its comment
+  const Reporting reporting{access_log, istio, s.upstream_hints ? &upstream_hints : nullptr};
   podproxy::WorkerGroup workers(s.threads);
   Listeners listeners;
   std::optional<AdminEndpoints> endpoints;
@@ -155,6 +159,7 @@ int serve(const Settings& s, InboundPolicy inbound_policy, Relay relay, const po
                                               .metrics = {s.listen_address, s.metrics_port},
                                               .stats = listeners.stats(),
                                               .pool = pool,
+                                              .hints = &upstream_hints,
                                               .not_ready = s.not_ready},
                       control, istio);
   } catch (const std::system_error& e) {
@@ -228,7 +233,8 @@ void add_run_command(CLI::App& app) {
       "Access log: one line per connection on stdout,\n"
       "  [TIME] LISTENER PEER -> ORIGINAL_DST upstream=HOST:PORT src=HOST:PORT rx=N tx=N dur_ms=N flags=F end=E error=\"...\"|-\n"
       "  (rx: bytes from the client, tx: bytes to it; flags as Envoy's: - UF,URX NR UR DR SI DT OM DPE; end= says refused vs\n"
-      "  timed out), then via=HOST:PORT (the balancer) when a PROXY protocol header named the client. Logs go to stderr.\n"
+      "  timed out), then via=HOST:PORT (the balancer) when a PROXY protocol header named the client, then hint=\"...\"\n"
+      "  when a failed inbound connect has an explanation (--upstream-hints). Logs go to stderr.\n"
       "Metrics: Istio's istio_tcp_* from POD_NAMESPACE, ISTIO_META_WORKLOAD_NAME, ISTIO_META_CLUSTER_ID and the pod's labels.\n"
       "Exit status: 0 after a drain (SIGTERM/SIGINT, POST /quitquitquit), 1 when a listener cannot be opened, 2 for a bad flag or\n"
       "a privilege that cannot be had.");

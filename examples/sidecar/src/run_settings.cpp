@@ -137,6 +137,7 @@ Settings resolve(const RunFlags& f) {
     throw CLI::ValidationError("--mark", std::to_string(*s.mark) + " is the --tproxy-mark; give the proxy another mark");
   }
   s.access_log = !f.no_access_log;
+  s.upstream_hints = f.upstream_hints == "on";
   s.pod = pod_identity_of_process(f.pod_labels_file);
   s.inbound_pp_send = parse_proxy_protocol_send("--inbound-proxy-protocol-send", f.inbound_pp_send);
   s.outbound_pp_send = parse_proxy_protocol_send("--outbound-proxy-protocol-send", f.outbound_pp_send);
@@ -228,6 +229,10 @@ void add_run_flags(CLI::App& cmd, RunFlags& flags) {
   cmd.add_option("--log-level", flags.log_level, "stderr log level")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "off"}))->type_name("LEVEL")->capture_default_str();
   cmd.add_flag("--no-access-log", flags.no_access_log, "do not write the access log");
+  cmd.add_option("--upstream-hints", flags.upstream_hints,
+                 "on: a failed inbound connect's access-log line says why (hint=\"...\"), from the pod's listeners, "
+                 "counted per reason on /stats; off: neither")
+      ->check(CLI::IsMember({"on", "off"}))->type_name("on|off")->capture_default_str();
   for (const auto& [direction, send, accept] :
        {std::tuple{"inbound", &flags.inbound_pp_send, &flags.inbound_pp_accept},
         std::tuple{"outbound", &flags.outbound_pp_send, &flags.outbound_pp_accept}}) {

@@ -50,6 +50,7 @@ struct RunFlags {
   std::string tproxy_mark = "1337";
   std::string log_level = "info";
   bool no_access_log = false;
+  std::string upstream_hints = "on";
   std::string inbound_pp_send = "off", inbound_pp_accept = "off", outbound_pp_send = "off", outbound_pp_accept = "off";
   std::string proxy_protocol_timeout = "5s";
 };
@@ -78,6 +79,7 @@ struct Settings {
   std::optional<std::uint32_t> mark;
   std::uint32_t tproxy_mark = 0;
   bool access_log = true;
+  bool upstream_hints = true;
   std::optional<podproxy::ProxyProtocolVersion> inbound_pp_send, outbound_pp_send;
   podproxy::ProxyProtocolAccept inbound_pp_accept{}, outbound_pp_accept{};
   std::chrono::milliseconds proxy_protocol_timeout{};

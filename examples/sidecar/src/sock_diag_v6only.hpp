@@ -1,4 +1,4 @@
-// IPV6_V6ONLY of the namespace's IPv6 TCP listeners, asked from the kernel with sock_diag (what lets `ss`
+// The namespace's TCP listeners, and IPV6_V6ONLY of its IPv6 ones, asked from the kernel with sock_diag (what lets `ss`
 // print `*:80` for a dual-stack listener and `[::]:80` for a v6-only one): /proc/net/tcp6 does not show
 // it, and it decides whether a [::] listener answers the IPv4 dials of the inbound policies.
 #pragma once
@@ -19,14 +19,17 @@
 #include <map>
 #include <optional>
 #include <utility>
+#include <vector>
 
 namespace sidecar::binds {
 
 using ListenerKey = std::pair<asio::ip::address, std::uint16_t>;
 
-/// IPV6_V6ONLY per IPv6 listening (address, port) of the calling thread's network namespace, or
-/// std::nullopt when the kernel would not answer (no sock_diag): callers fall back to the sysctl default.
-inline std::optional<std::map<ListenerKey, bool>> ipv6_listener_v6only() {
+/// The TCP listeners of one family (AF_INET or AF_INET6) of the calling thread's network namespace, from
+/// the kernel's listening sockets alone (IPv6 ones with their IPV6_V6ONLY), or std::nullopt when the
+/// kernel would not answer. Unlike reading /proc/net/tcp, which walks every socket of every namespace,
+/// its cost does not grow with the host's established connections: what `run` looks at under a storm.
+inline std::optional<std::vector<TcpListener>> sock_diag_listeners(int family) {
   const int fd = ::socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
   if (fd < 0) return std::nullopt;
   struct {
@@ -36,7 +39,7 @@ inline std::optional<std::map<ListenerKey, bool>> ipv6_listener_v6only() {
   message.header.nlmsg_len = sizeof message;
   message.header.nlmsg_type = SOCK_DIAG_BY_FAMILY;
   message.header.nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  message.request.sdiag_family = AF_INET6;
+  message.request.sdiag_family = static_cast<std::uint8_t>(family);
   message.request.sdiag_protocol = IPPROTO_TCP;
   constexpr unsigned tcp_listen = 10;  // TCP_LISTEN in the kernel's tcp_states.h
   message.request.idiag_states = 1U << tcp_listen;
@@ -46,7 +49,7 @@ inline std::optional<std::map<ListenerKey, bool>> ipv6_listener_v6only() {
     ::close(fd);
     return std::nullopt;
   }
-  std::map<ListenerKey, bool> out;
+  std::vector<TcpListener> out;
   alignas(nlmsghdr) std::array<char, 32768> buffer;
   bool done = false;
   bool failed = false;
@@ -68,18 +71,38 @@ inline std::optional<std::map<ListenerKey, bool>> ipv6_listener_v6only() {
         break;
       }
       const auto* diag = static_cast<const inet_diag_msg*>(NLMSG_DATA(h));
-      asio::ip::address_v6::bytes_type bytes{};
-      std::memcpy(bytes.data(), diag->id.idiag_src, bytes.size());
-      const ListenerKey key{asio::ip::address_v6(bytes), ntohs(diag->id.idiag_sport)};
+      TcpListener l{.address = {}, .port = ntohs(diag->id.idiag_sport), .uid = diag->idiag_uid, .v6_only = std::nullopt};
+      if (family == AF_INET6) {
+        asio::ip::address_v6::bytes_type bytes{};
+        std::memcpy(bytes.data(), diag->id.idiag_src, bytes.size());
+        l.address = asio::ip::address_v6(bytes);
+      } else {
+        asio::ip::address_v4::bytes_type bytes{};
+        std::memcpy(bytes.data(), diag->id.idiag_src, bytes.size());
+        l.address = asio::ip::address_v4(bytes);
+      }
       auto attributes_length = static_cast<int>(h->nlmsg_len - NLMSG_LENGTH(sizeof *diag));
       for (auto* a = reinterpret_cast<rtattr*>(const_cast<inet_diag_msg*>(diag) + 1); RTA_OK(a, attributes_length);
            a = RTA_NEXT(a, attributes_length)) {
-        if (a->rta_type == INET_DIAG_SKV6ONLY) out[key] = *static_cast<const std::uint8_t*>(RTA_DATA(a)) != 0;
+        if (a->rta_type == INET_DIAG_SKV6ONLY) l.v6_only = *static_cast<const std::uint8_t*>(RTA_DATA(a)) != 0;
       }
+      out.push_back(l);
     }
   }
   ::close(fd);
   if (failed) return std::nullopt;
+  return out;
+}
+
+/// IPV6_V6ONLY per IPv6 listening (address, port) of the calling thread's network namespace, or
+/// std::nullopt when the kernel would not answer (no sock_diag): callers fall back to the sysctl default.
+inline std::optional<std::map<ListenerKey, bool>> ipv6_listener_v6only() {
+  const auto listeners = sock_diag_listeners(AF_INET6);
+  if (!listeners) return std::nullopt;
+  std::map<ListenerKey, bool> out;
+  for (const auto& l : *listeners) {
+    if (l.v6_only) out[{l.address, l.port}] = *l.v6_only;
+  }
   return out;
 }
 
