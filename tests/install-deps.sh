@@ -5,7 +5,7 @@ packages=(
   cmake make g++ git pkg-config
   libasio-dev catch2 libbenchmark-dev libcli11-dev libspdlog-dev libfmt-dev
   iproute2 iptables nftables ncat iperf3 procps curl jq python3 util-linux
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libbpf-dev bpftool   # the optional sockmap relay (podproxy::sockmap)
   podman buildah runc catatonit debootstrap python3-yaml   # k8s.podman: the Dockerfile and manifests under podman
 )
 missing=()
