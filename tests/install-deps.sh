@@ -6,7 +6,7 @@ packages=(
   libasio-dev catch2 libbenchmark-dev libcli11-dev libspdlog-dev libfmt-dev
   iproute2 iptables nftables ncat iperf3 procps curl jq python3 util-linux
   haproxy   # sidecar.test_proxy_protocol_haproxy: a third-party PROXY protocol sender and receiver
-  clang libclang-rt-14-dev
+  clang libclang-rt-14-dev libbpf-dev bpftool   # the optional sockmap relay (podproxy::sockmap)
   podman buildah runc catatonit debootstrap python3-yaml   # k8s.podman: the Dockerfile and manifests under podman
 )
 missing=()

@@ -1,6 +1,7 @@
 // The proxy: policies end to end, original destinations under REDIRECT, loop and loopback guards, drain,
 // threads, a fast upstream process against a slower reader.
 #include "harness.hpp"
+#include "sockmap_under_test.hpp"
 
 
 #include <mutex>
@@ -220,8 +221,8 @@ TEST_CASE("proxy: a policy of the user's own may refuse a connection, and the cl
   CHECK(proxy.stats().upstream_cx_total == 0);
 }
 
-TEST_CASE("proxy: stop() refuses new connections, lets in-flight ones finish, then cuts the rest",
-          "[proxy][drain]") {
+TEMPLATE_TEST_CASE("proxy: stop() refuses new connections, lets in-flight ones finish, then cuts the rest",
+                   "[proxy][drain]", SpliceRelay PODPROXY_SOCKMAP_UNDER_TEST) {
   constexpr std::uint64_t size = 8 << 20;
   std::promise<void> release;
   auto released = release.get_future().share();
@@ -237,8 +238,8 @@ TEST_CASE("proxy: stop() refuses new connections, lets in-flight ones finish, th
     s.shutdown(tcp::socket::shutdown_send);
   });
   Records records;
-  RunningProxy<FixedPolicy, SpliceRelay> proxy(FixedPolicy{{.endpoint = upstream.endpoint()}}, SpliceRelay{},
-                                               {.on_complete = records.callback()});
+  RunningProxy<FixedPolicy, TestType> proxy(FixedPolicy{{.endpoint = upstream.endpoint()}}, TestType{},
+                                            {.on_complete = records.callback()});
   asio::io_context io;
   auto in_flight = connect_client(io, proxy.endpoint());
   asio::write(in_flight, asio::buffer("w", 1));
@@ -427,7 +428,7 @@ TEST_CASE("proxy: on a dual-stack listener the policies dial IPv4 for an IPv4 cl
 
 TEMPLATE_TEST_CASE("proxy: an upstream process writing as fast as it can to a slower reader never stalls the "
                    "stream (a direction waits for its source only after EAGAIN, never after a short read)",
-                   "[proxy][relay]", SpliceRelay, BufferedRelay) {
+                   "[proxy][relay]", SpliceRelay, BufferedRelay PODPROXY_SOCKMAP_UNDER_TEST) {
   // The upstream is another process, as in production, writing without end; the client checks every byte
   // and is slower. So the proxy's upstream socket fills, its window closes and reopens over and over, and
   // many of the proxy's reads come back short while more bytes are on their way. The client's own bytes

@@ -17,16 +17,19 @@
 #include <asio/any_io_executor.hpp>
 #include <asio/error.hpp>
 #include <asio/ip/tcp.hpp>
+#include <asio/steady_timer.hpp>
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <system_error>
 #include <utility>
 #include <vector>
@@ -287,6 +290,7 @@ class Session final : public RegistryHook, public PollTarget {
     std::uint8_t ready = 0;  // readable, writable, peer_closed
     Wait wait = Wait::read;  // what the direction leaving it waits for
     bool muted = false;      // it reports only its output while that direction waits for its sink
+    std::uint8_t retries = 0;  // times the direction leaving it was asked again for a pending pump
   };
 
   /// One way the bytes go: a view made on the stack when needed, naming the source, the sink and the pump.
@@ -545,14 +549,9 @@ class Session final : public RegistryHook, public PollTarget {
           return;
         case PumpStatus::yield:
           d.source.wait = Wait::posted;
-          poller_.post([self = Ref(this), source = &d.source] {
-            self->guard([&] {
-              if (source->wait != Wait::posted) return;
-              source->wait = Wait::read;
-              self->run(self->leaving(*source));
-            });
-          });
+          poller_.post([self = Ref(this), source = &d.source] { self->resume(*source); });
           return;
+        case PumpStatus::pending: return retry_later(d);
         case PumpStatus::fin:
           d.source.wait = Wait::finished;
           // The last FIN: closing sends it (nothing is left unread on either socket), no shutdown first.
@@ -563,6 +562,34 @@ class Session final : public RegistryHook, public PollTarget {
         case PumpStatus::sink_failed: return end(d.sink_reset, false);
       }
     }
+  }
+
+  /// A direction that yielded or waits for the kernel runs again (unless it ended meanwhile).
+  void resume(Side& source) noexcept {
+    guard([&] {
+      if (source.wait != Wait::posted) return;
+      source.wait = Wait::read;
+      run(leaving(source));
+    });
+  }
+
+  /// The pump waits for work the kernel does without an event to tell (concepts::Relay): ask again at
+  /// once the first time (it is often done by then), then after a delay that doubles up to a
+  /// millisecond, so a FIN waits little and a long wait (a slow reader) costs few wake-ups.
+  void retry_later(const Direction& d) {
+    d.source.wait = Wait::posted;
+    if (d.source.retries == 0) {
+      ++d.source.retries;
+      poller_.post([self = Ref(this), source = &d.source] { self->resume(*source); });
+      return;
+    }
+    const auto delay = std::chrono::microseconds(std::min(1000, 25 << std::min<int>(d.source.retries, 6)));
+    if (d.source.retries < 100) ++d.source.retries;
+    auto timer = std::make_unique<asio::steady_timer>(executor(), delay);
+    auto& waiting = *timer;
+    waiting.async_wait([self = Ref(this), source = &d.source, timer = std::move(timer)](std::error_code) {
+      self->resume(*source);
+    });
   }
 
   /// Direction `d` waits for its sink: what arrives at its source meanwhile would wake the thread for

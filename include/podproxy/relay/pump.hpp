@@ -12,6 +12,8 @@ enum class PumpStatus : std::uint8_t {
   want_read,      ///< the source said EAGAIN; the pump holds no byte (and no pipe or buffer)
   want_write,     ///< the sink takes nothing more now; the pump holds bytes for it
   yield,          ///< the pump moved its budget; call it again after other connections had a turn
+  pending,        ///< the kernel still moves bytes the pump handed it, and no readiness event will say
+                  ///< when it is done: call it again shortly (SockmapRelay before it reports a FIN)
   fin,            ///< the source sent a FIN and every byte before it was delivered
   source_failed,  ///< reading the source failed (a RST, or any other receive error)
   sink_failed,    ///< writing the sink failed (EPIPE, ECONNRESET)
@@ -22,6 +24,7 @@ enum class PumpStatus : std::uint8_t {
     case PumpStatus::want_read: return "want_read";
     case PumpStatus::want_write: return "want_write";
     case PumpStatus::yield: return "yield";
+    case PumpStatus::pending: return "pending";
     case PumpStatus::fin: return "fin";
     case PumpStatus::source_failed: return "source_failed";
     case PumpStatus::sink_failed: return "sink_failed";
