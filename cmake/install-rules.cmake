@@ -5,7 +5,9 @@ include(CMakePackageConfigHelpers)
 set(PODPROXY_INSTALL_CMAKEDIR "${CMAKE_INSTALL_DATADIR}/podproxy"
     CACHE STRING "Where podproxy's CMake package files are installed")
 
-install(DIRECTORY include/podproxy DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}")
+# The sockmap relay's headers stay in-tree with their component (experimental, not installed: README).
+install(DIRECTORY include/podproxy DESTINATION "${CMAKE_INSTALL_INCLUDEDIR}"
+  PATTERN "sockmap_*" EXCLUDE)
 install(TARGETS podproxy EXPORT podproxyTargets)
 install(EXPORT podproxyTargets
   NAMESPACE podproxy::

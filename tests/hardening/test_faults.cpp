@@ -16,8 +16,6 @@ using namespace podproxy::test;
 
 namespace {
 
-FixedPolicy to(const tcp::endpoint& upstream) { return FixedPolicy{{.endpoint = upstream}}; }
-
 /// Pipes the relay's pool has lent out now (0 for relays without a pool).
 template <class Relay>
 std::size_t pipes_lent(const Relay& relay) {
@@ -29,7 +27,7 @@ std::size_t pipes_lent(const Relay& relay) {
 }
 
 /// Echoes until EOF, then half-closes.
-void echo(tcp::socket& s) {
+void echo_then_half_close(tcp::socket& s) {
   std::vector<char> block(64 * 1024);
   for (;;) {
     std::error_code ec;
@@ -59,7 +57,7 @@ TEMPLATE_TEST_CASE("faults: an upstream that resets mid-transfer resets its clie
       abort_connection(s);
       return;
     }
-    echo(s);
+    echo_then_half_close(s);
   });
   Records records;
   RunningProxy<FixedPolicy, TestType> proxy(to(upstream.endpoint()), TestType{}, {.on_complete = records.callback()},

@@ -449,4 +449,22 @@ inline std::string ping(const tcp::endpoint& to, std::optional<asio::ip::address
   return error ? "error: " + error.message() : text;
 }
 
+/// A proxy to one upstream, whatever the client dialed.
+template <class Relay>
+using FixedProxy = RunningProxy<FixedPolicy, Relay>;
+
+inline FixedPolicy to(const tcp::endpoint& upstream) { return FixedPolicy{{.endpoint = upstream}}; }
+
+/// An upstream that echoes whatever it reads until the client closes.
+inline void echo(tcp::socket& s) {
+  char block[4096];
+  for (;;) {
+    std::error_code ec;
+    const auto n = read_some_within(s, asio::buffer(block), ec);
+    if (ec) return;
+    asio::write(s, asio::buffer(block, n), ec);
+    if (ec) return;
+  }
+}
+
 }  // namespace podproxy::test
