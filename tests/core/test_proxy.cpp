@@ -11,6 +11,15 @@ using namespace podproxy::test;
 
 namespace {
 
+/// Whether a connect to `endpoint` is refused now (its listener is closed).
+bool refuses_connections(const tcp::endpoint& endpoint) {
+  asio::io_context io;
+  tcp::socket probe(io);
+  std::error_code ec;
+  probe.connect(endpoint, ec);
+  return ec == asio::error::connection_refused;
+}
+
 /// A policy that refuses everything (a user's own policy, written outside the library).
 struct RefuseAll {
   std::optional<UpstreamTarget> upstream_for(const Downstream&) const { return std::nullopt; }
@@ -250,13 +259,7 @@ TEMPLATE_TEST_CASE("proxy: stop() refuses new connections, lets in-flight ones f
   std::atomic<bool> stopped{false};
   std::thread stopper([&] { stopped = proxy.stop(2s); });
   // The listener closes at once: a new client is refused.
-  REQUIRE(eventually([&] {
-    asio::io_context probe_io;
-    tcp::socket probe(probe_io);
-    std::error_code ec;
-    probe.connect(proxy.endpoint(), ec);
-    return ec == asio::error::connection_refused;
-  }));
+  REQUIRE(eventually([&] { return refuses_connections(proxy.endpoint()); }));
   release.set_value();
   CHECK(receive_all(in_flight) == expected_checksum(5, size));  // the in-flight transfer completes
   in_flight.close();
@@ -297,13 +300,7 @@ TEST_CASE("proxy: on_connected reports a connection while it is open, and a late
   // A drain without a deadline to speak of (Envoy's drain_listeners), then a quit with a short one.
   std::atomic<bool> stopped{false};
   std::thread stopper([&] { stopped = proxy.stop(1h); });
-  REQUIRE(eventually([&] {
-    asio::io_context probe_io;
-    tcp::socket probe(probe_io);
-    std::error_code ec;
-    probe.connect(proxy.endpoint(), ec);
-    return ec == asio::error::connection_refused;
-  }));
+  REQUIRE(eventually([&] { return refuses_connections(proxy.endpoint()); }));
   const auto quit = std::chrono::steady_clock::now();
   proxy.proxy().stop(300ms);
   const auto [text, ec] = read_to_end(hanging);
